@@ -1,0 +1,97 @@
+"""What every model has, text or image: configuration, a lifecycle, and a sync bridge.
+
+`LLM` and `ImageGenerationModel` both derive from `BaseModel` here, but neither derives from
+the other: a task that asks for a text model cannot be handed an image model by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel as PydanticModel
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from pixtill.utils.loop_thread import LoopThread
+
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
+
+
+class BaseModel(PydanticModel, ABC):
+    """Common configuration and lifecycle of text and image models."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
+
+    generation_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments passed to every generate call (temperature, size...).",
+    )
+
+    _loaded: bool = PrivateAttr(default=False)
+
+    def load(self) -> None:
+        """Prepare the model (open clients, load weights). Called once before use."""
+        self._loaded = True
+
+    def unload(self) -> None:
+        """Free what `load` acquired."""
+        self._loaded = False
+
+    @property
+    @abstractmethod
+    def model_name(self) -> str:
+        """The name written to the `model_name` output column."""
+
+    def get_generation_kwargs(self) -> dict[str, Any]:
+        return dict(self.generation_kwargs)
+
+
+class AsyncBridge(PydanticModel):
+    """Gives an async model a synchronous `generate` on a long-lived background loop.
+
+    Per-input failures are caught here and turned into failed outputs by ``on_error`` so that
+    one failing input never takes its neighbours down with it.
+    """
+
+    _loop_thread: LoopThread | None = PrivateAttr(default=None)
+
+    def _run_sync(self, coro: Awaitable[OutT]) -> OutT:
+        if self._loop_thread is None:
+            self._loop_thread = LoopThread(name=f"pixtill-{type(self).__name__}")
+
+        async def _await() -> OutT:
+            return await coro
+
+        return self._loop_thread.run(_await())
+
+    def _stop_loop(self, closing: Callable[[], Awaitable[None]] | None = None) -> None:
+        if self._loop_thread is None:
+            return
+        if closing is not None and self._loop_thread.running:
+            self._loop_thread.run(_as_coroutine(closing))
+        self._loop_thread.stop()
+        self._loop_thread = None
+
+    @staticmethod
+    async def _gather_per_input(
+        inputs: Sequence[InT],
+        call: Callable[[InT], Awaitable[OutT]],
+        on_error: Callable[[BaseException], OutT],
+    ) -> list[OutT]:
+        results = await asyncio.gather(*(call(item) for item in inputs), return_exceptions=True)
+        out: list[OutT] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                out.append(on_error(result))
+            else:
+                out.append(result)
+        return out
+
+
+async def _as_coroutine(func: Callable[[], Awaitable[None]]) -> None:
+    await func()

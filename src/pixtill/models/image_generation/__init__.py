@@ -1,0 +1,7 @@
+from pixtill.models.image_generation.base import (
+    AsyncImageGenerationModel,
+    ImageGenerationModel,
+    ImageGenerationOutput,
+)
+
+__all__ = ["AsyncImageGenerationModel", "ImageGenerationModel", "ImageGenerationOutput"]

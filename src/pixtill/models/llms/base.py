@@ -1,0 +1,87 @@
+"""Text models: chat messages (possibly holding images) in, generations out."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from pixtill.models.base import AsyncBridge, BaseModel
+
+# OpenAI-style chat messages. In a message's content list, images travel as
+# ``{"type": "image", "image": ImageRef}`` parts; each backend turns them into its own wire format
+# at send time, so nothing upstream holds an encoded copy.
+ChatType = list[dict[str, Any]]
+FormattedInput = ChatType
+
+
+class TokenStatistics(TypedDict, total=False):
+    input_tokens: list[int]
+    output_tokens: list[int]
+
+
+class GenerateOutput(TypedDict, total=False):
+    """What a text model returns for one input: ``num_generations`` generations.
+
+    A failed request gives ``None`` generations and the reason in ``error``.
+    """
+
+    generations: list[str | None]
+    statistics: TokenStatistics
+    error: str | None
+
+
+def failed_generate_output(error: BaseException | str, num_generations: int) -> GenerateOutput:
+    return {
+        "generations": [None] * num_generations,
+        "statistics": {},
+        "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
+    }
+
+
+class LLM(BaseModel):
+    """A text-generating model (possibly multimodal on the input side)."""
+
+    @abstractmethod
+    def generate(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        """One `GenerateOutput` per input, in input order."""
+
+    def generate_outputs(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Entry point the tasks call; wraps `generate`."""
+        return self.generate(inputs=inputs, num_generations=num_generations, **kwargs)
+
+
+class AsyncLLM(AsyncBridge, LLM):
+    """A model whose natural interface is one coroutine per input (HTTP backends)."""
+
+    @abstractmethod
+    async def agenerate(
+        self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
+    ) -> GenerateOutput:
+        """Generate for one input."""
+
+    async def agenerate_many(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        return await self._gather_per_input(
+            inputs,
+            lambda item: self.agenerate(item, num_generations=num_generations, **kwargs),
+            lambda exc: failed_generate_output(exc, num_generations),
+        )
+
+    def generate(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        return self._run_sync(self.agenerate_many(inputs, num_generations, **kwargs))
+
+    async def aclose(self) -> None:
+        """Release async resources (connection pools). Runs on the model's loop."""
+
+    def unload(self) -> None:
+        self._stop_loop(self.aclose)
+        super().unload()

@@ -1,0 +1,24 @@
+"""Where pixtill keeps files it owns (caches, artifacts, tiny offline models)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$PIXTILL_CACHE_DIR``, else ``$XDG_CACHE_HOME/pixtill``, else ``~/.cache/pixtill``."""
+    explicit = os.environ.get("PIXTILL_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "pixtill"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` so that readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""Prompt templates, rendered in a sandboxed Jinja2 environment.
+
+Templates come from configs and datasets that may be shared, so they must not be able to reach
+Python internals: the immutable sandbox refuses attribute tricks and mutation, and undefined
+variables are errors instead of silently rendering as empty strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pixtill.errors import StepConfigError
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+
+
+class PromptTemplate:
+    """A compiled template that knows which variables it uses."""
+
+    def __init__(self, source: str) -> None:
+        try:
+            parsed = _ENV.parse(source)
+        except TemplateSyntaxError as exc:
+            raise StepConfigError(
+                f"invalid Jinja2 template (line {exc.lineno}): {exc.message}"
+            ) from exc
+        self.source = source
+        self.variables: frozenset[str] = frozenset(meta.find_undeclared_variables(parsed))
+        self._template = _ENV.from_string(source)
+
+    def check_columns(self, columns: Iterable[str], *, owner: str) -> None:
+        """Fail unless the template uses exactly the declared columns."""
+        declared = set(columns)
+        undeclared = sorted(self.variables - declared)
+        unused = sorted(declared - self.variables)
+        if undeclared:
+            raise StepConfigError(
+                f"{owner}: the template uses {undeclared} but `columns` declares "
+                f"{sorted(declared)}; add them to `columns`"
+            )
+        if unused:
+            raise StepConfigError(
+                f"{owner}: `columns` declares {unused} but the template never uses them"
+            )
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        return self._template.render(**values)

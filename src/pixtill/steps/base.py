@@ -1,0 +1,158 @@
+"""Steps: the unit of work. A step's `process` is a generator over batches of plain-dict rows."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from pixtill.errors import MissingColumnError, StepConfigError
+from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
+
+StepInput = Annotated[list[dict[str, Any]], "StepInput"]
+"""A batch of rows handed to `Step.process`."""
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def normalize_columns(columns: StepColumns) -> dict[str, bool]:
+    """``["a", "b"]`` -> ``{"a": True, "b": True}``; a dict is returned as is."""
+    if isinstance(columns, dict):
+        return dict(columns)
+    return dict.fromkeys(columns, True)
+
+
+class _Step(BaseModel, ABC):
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
+
+    name: str = Field(default="", description="Unique name; defaults to the class name.")
+    input_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="{step input column: dataset column} read under another name.",
+    )
+    output_mappings: dict[str, str] = Field(
+        default_factory=dict,
+        description="{step output column: dataset column} written under another name.",
+    )
+
+    _logger: logging.Logger = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _default_name(self) -> _Step:
+        if not self.name:
+            self.name = _CAMEL.sub("_", type(self).__name__).lower()
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
+            raise StepConfigError(
+                f"step name {self.name!r} may only hold letters, digits, '_' and '-'"
+            )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._logger = logging.getLogger(f"pixtill.steps.{self.name}")
+
+    @property
+    def inputs(self) -> StepColumns:
+        return []
+
+    @property
+    def outputs(self) -> StepColumns:
+        return []
+
+    def get_inputs(self) -> dict[str, bool]:
+        return normalize_columns(self.inputs)
+
+    def get_outputs(self) -> dict[str, bool]:
+        return normalize_columns(self.outputs)
+
+    def load(self) -> None:
+        """Acquire resources (models, clients). Called once before the first batch."""
+
+    def unload(self) -> None:
+        """Release what `load` acquired."""
+
+    def check_row(self, row: Row, index: int) -> None:
+        """Raise `MissingColumnError` naming step, column and row if a required input is absent."""
+        for column, required in self.get_inputs().items():
+            if required and column not in row:
+                raise MissingColumnError(
+                    f"required input column is missing (the row has {sorted(row)})",
+                    step=self.name,
+                    row=index,
+                    column=column,
+                )
+
+    # Mappings: the step sees its own column names; the dataset keeps its own.
+    def _rename_inputs(self, rows: list[Row]) -> list[Row]:
+        if not self.input_mappings:
+            return rows
+        out = []
+        for row in rows:
+            row = dict(row)
+            for step_col, data_col in self.input_mappings.items():
+                if data_col in row:
+                    row[step_col] = row.pop(data_col)
+            out.append(row)
+        return out
+
+    def _rename_outputs(self, rows: list[Row], *, output_mappings: bool = True) -> list[Row]:
+        """Give renamed inputs their dataset names back, then apply output mappings."""
+        mappings = self.output_mappings if output_mappings else {}
+        if not self.input_mappings and not mappings:
+            return rows
+        out = []
+        for row in rows:
+            row = dict(row)
+            for step_col, data_col in self.input_mappings.items():
+                if step_col in row:
+                    row[data_col] = row.pop(step_col)
+            for step_col, data_col in mappings.items():
+                if step_col in row:
+                    row[data_col] = row.pop(step_col)
+            out.append(row)
+        return out
+
+
+class Step(_Step):
+    """Transforms batches of rows. ``process`` may yield several batches; all are used."""
+
+    input_batch_size: int = Field(default=50, ge=1)
+
+    @abstractmethod
+    def process(self, inputs: StepInput) -> StepOutput:
+        """Yield output batches for the given input batch."""
+
+    def process_applying_mappings(self, inputs: StepInput) -> StepOutput:
+        """Run `process` with mappings applied and required columns checked first."""
+        renamed = self._rename_inputs(inputs)
+        for index, row in enumerate(renamed):
+            self.check_row(row, index)
+        for output in self.process(renamed):
+            yield self._rename_outputs(output)
+
+
+class GlobalStep(Step):
+    """A step that needs every row at once (deduplication, sorting, statistics)."""
+
+
+class GeneratorStep(_Step):
+    """Produces rows from nothing (a loader). ``process`` yields ``(batch, is_last)``."""
+
+    batch_size: int = Field(default=50, ge=1)
+
+    @abstractmethod
+    def process(self, offset: int = 0) -> GeneratorStepOutput:
+        """Yield ``(rows, is_last)`` starting after ``offset`` rows."""
+
+    def process_applying_mappings(self, offset: int = 0) -> GeneratorStepOutput:
+        for rows, last in self.process(offset):
+            yield self._rename_outputs(rows), last
+
+
+def iter_rows(step_output: Iterator[list[Row]]) -> Iterator[Row]:
+    """Flatten every batch a step yields."""
+    for batch in step_output:
+        yield from batch

@@ -1,0 +1,323 @@
+"""Tasks: steps that call a model once per row.
+
+The row-level pieces (`prepare_row`, `rows_from_results`, `rows_from_error`) are public so that
+an executor can stream rows through a model one at a time; `process` composes them for a batch.
+A row that cannot be formatted, or whose request or `format_output` fails, gets ``None`` outputs
+and the reason in its metadata; the other rows of the batch are untouched.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from pydantic import Field, model_validator
+
+from pixtill.errors import RowError
+from pixtill.images import ImageError
+from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
+from pixtill.models.llms.base import LLM, GenerateOutput
+from pixtill.steps.base import Step, StepInput
+from pixtill.steps.tasks.references import replace_images
+from pixtill.steps.typing import Row, StepOutput
+
+METADATA_COLUMN = "pixtill_metadata"
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One generation of one row, whatever the model kind."""
+
+    output: Any
+    statistics: dict[str, int] | None = None
+    error: str | None = None
+
+
+class _Task(Step):
+    num_generations: int = Field(default=1, ge=1, description="Generations per input row.")
+    group_generations: bool = Field(
+        default=False,
+        description="One row with lists of generations instead of one row per generation.",
+    )
+    add_raw_output: bool = Field(default=True, description="Keep the raw model output in metadata.")
+    add_raw_input: bool = Field(
+        default=True, description="Keep the model input in metadata (images as references)."
+    )
+
+    @abstractmethod
+    def format_input(self, input: dict[str, Any]) -> Any:
+        """Turn a row into what the model takes."""
+
+    @abstractmethod
+    def format_output(self, output: Any, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Turn one raw generation into output columns."""
+
+    @property
+    @abstractmethod
+    def _model_name(self) -> str: ...
+
+    @abstractmethod
+    def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
+        """Call the model on formatted inputs: per input, one result per generation."""
+
+    # -- row-level pieces ------------------------------------------------------------------
+    def prepare_row(self, row: Row, index: int) -> Any:
+        """Check and format one row; any problem becomes a `RowError` naming step/row/column."""
+        self.check_row(row, index)
+        try:
+            return self.format_input(row)
+        except RowError as exc:
+            raise RowError(exc.message, step=self.name, row=index, column=exc.column) from exc
+        except ImageError as exc:
+            raise RowError(exc.message, step=self.name, row=index, column=exc.column) from exc
+        except Exception as exc:
+            raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
+
+    def rows_from_results(
+        self, row: Row, formatted: Any, results: Sequence[GenerationResult]
+    ) -> list[Row]:
+        outputs = self._format_outputs(
+            [r.output for r in results],
+            row,
+            statistics=[r.statistics for r in results],
+            errors=[r.error for r in results],
+            formatted_input=formatted,
+        )
+        return self._shape(row, outputs)
+
+    def rows_from_error(self, row: Row, error: str) -> list[Row]:
+        failed = [
+            self._output_on_failure(None, row, error=error) for _ in range(self.num_generations)
+        ]
+        return self._shape(row, failed)
+
+    # -- the seeds' formatting API ---------------------------------------------------------
+    def _format_inputs(self, inputs: list[dict[str, Any]]) -> list[Any]:
+        return [self.prepare_row(row, index) for index, row in enumerate(inputs)]
+
+    def _format_outputs(
+        self,
+        outputs: Sequence[Any],
+        input: dict[str, Any] | None = None,
+        *,
+        statistics: Sequence[dict[str, int] | None] | None = None,
+        errors: Sequence[str | None] | None = None,
+        formatted_input: Any = None,
+    ) -> list[dict[str, Any]]:
+        """One dict per generation: output columns plus the metadata column.
+
+        Every generation is kept (the seeds' version silently kept only the first).
+        """
+        if formatted_input is None and input is not None and self.add_raw_input:
+            try:
+                formatted_input = self.format_input(input)
+            except Exception:
+                formatted_input = None
+        formatted: list[dict[str, Any]] = []
+        for k, output in enumerate(outputs):
+            error = errors[k] if errors else None
+            stats = statistics[k] if statistics else None
+            if error is not None:
+                formatted.append(self._output_on_failure(output, input, error=error))
+                continue
+            try:
+                columns = self.format_output(output, input)
+            except Exception as exc:
+                self._logger.warning(
+                    "Task %r failed to format output: %s: %s. Saving raw response.",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                )
+                formatted.append(
+                    self._output_on_failure(
+                        output, input, error=f"format_output failed: {type(exc).__name__}: {exc}"
+                    )
+                )
+                continue
+            formatted.append(
+                self._create_metadata(columns, output, input, formatted_input, stats, None)
+            )
+        return formatted
+
+    def _output_on_failure(
+        self, output: Any, input: dict[str, Any] | None = None, *, error: str | None = None
+    ) -> dict[str, Any]:
+        columns: dict[str, Any] = {c: None for c in self.get_outputs() if c != "model_name"}
+        return self._create_metadata(columns, output, input, None, None, error)
+
+    def _create_metadata(
+        self,
+        columns: dict[str, Any],
+        output: Any,
+        input: dict[str, Any] | None,
+        formatted_input: Any,
+        statistics: dict[str, int] | None,
+        error: str | None,
+    ) -> dict[str, Any]:
+        if self.output_mappings:
+            columns = {self.output_mappings.get(k, k): v for k, v in columns.items()}
+        meta = dict((input or {}).get(METADATA_COLUMN) or {})
+        if self.add_raw_output or error is not None:
+            meta[f"raw_output_{self.name}"] = self._raw_output_reference(output)
+        if self.add_raw_input and formatted_input is not None:
+            meta[f"raw_input_{self.name}"] = replace_images(formatted_input)
+        if statistics:
+            meta[f"statistics_{self.name}"] = statistics
+        if error is not None:
+            meta[f"error_{self.name}"] = error
+        return {**columns, METADATA_COLUMN: meta}
+
+    def _raw_output_reference(self, output: Any) -> Any:
+        return output
+
+    def _shape(self, row: Row, outputs: list[dict[str, Any]]) -> list[Row]:
+        """Attach outputs to the row: one row per generation, or one grouped row."""
+        model_name = {self.output_mappings.get("model_name", "model_name"): self._model_name}
+        if not self.group_generations:
+            return [{**row, **out, **model_name} for out in outputs]
+        grouped: dict[str, Any] = {}
+        for key in outputs[0]:
+            if key == METADATA_COLUMN:
+                continue
+            grouped[key] = [out.get(key) for out in outputs]
+        meta = dict(row.get(METADATA_COLUMN) or {})
+        own_keys = {k for out in outputs for k in out[METADATA_COLUMN]} - set(meta)
+        for key in sorted(own_keys):
+            values = [out[METADATA_COLUMN].get(key) for out in outputs]
+            meta[key] = values[0] if key.startswith("raw_input_") else values
+        return [{**row, **grouped, METADATA_COLUMN: meta, **model_name}]
+
+    # -- batch processing ------------------------------------------------------------------
+    def process_applying_mappings(self, inputs: StepInput) -> StepOutput:
+        """Like `Step`'s, but rows with problems fail alone instead of stopping the batch.
+
+        Output mappings are applied as outputs are formatted (see `_create_metadata`), so an
+        output never overwrites an input column of the same name before being renamed.
+        """
+        for output in self.process(self._rename_inputs(inputs)):
+            yield self._rename_outputs(output, output_mappings=False)
+
+    def process(self, inputs: StepInput) -> StepOutput:
+        yield self.process_batch(inputs)
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        prepared: dict[int, Any] = {}
+        errors: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            try:
+                prepared[index] = self.prepare_row(row, index)
+            except RowError as exc:
+                self._logger.warning("%s", exc)
+                errors[index] = str(exc)
+        order = sorted(prepared)
+        results = self._generate([prepared[i] for i in order]) if order else []
+        by_index = dict(zip(order, results))
+        out: list[Row] = []
+        for index, row in enumerate(rows):
+            if index in errors:
+                out.extend(self.rows_from_error(row, errors[index]))
+            else:
+                out.extend(self.rows_from_results(row, prepared[index], by_index[index]))
+        return out
+
+
+class Task(_Task):
+    """A task driven by a text model (`LLM`)."""
+
+    llm: LLM
+
+    def load(self) -> None:
+        super().load()
+        self.llm.load()
+
+    def unload(self) -> None:
+        self.llm.unload()
+        super().unload()
+
+    @property
+    def _model_name(self) -> str:
+        return self.llm.model_name
+
+    def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
+        outputs = self.llm.generate_outputs(
+            inputs=formatted,
+            num_generations=self.num_generations,
+            **self.llm.get_generation_kwargs(),
+        )
+        return [results_from_generate_output(o, self.num_generations) for o in outputs]
+
+
+def results_from_generate_output(
+    output: GenerateOutput, num_generations: int
+) -> list[GenerationResult]:
+    generations = list(output.get("generations") or [])
+    error = output.get("error")
+    if len(generations) < num_generations:
+        generations += [None] * (num_generations - len(generations))
+        error = error or f"model returned fewer than {num_generations} generations"
+    stats = output.get("statistics") or {}
+    in_tokens = stats.get("input_tokens") or []
+    out_tokens = stats.get("output_tokens") or []
+    results = []
+    for k, generation in enumerate(generations):
+        per_gen: dict[str, int] = {}
+        if k < len(in_tokens):
+            per_gen["input_tokens"] = in_tokens[k]
+        if k < len(out_tokens):
+            per_gen["output_tokens"] = out_tokens[k]
+        failed = error if generation is None and error else None
+        results.append(GenerationResult(generation, per_gen or None, failed))
+    return results
+
+
+class ImageTask(_Task):
+    """A task driven by an image-generation model.
+
+    ``llm`` is a read-only alias of ``image_generation_model``, kept because the seed
+    documentation's custom tasks call ``self.llm``; the library itself never uses it.
+    """
+
+    image_generation_model: ImageGenerationModel
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_llm(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "llm" in data:
+            raise ValueError("`ImageTask` takes its model as `image_generation_model`, not `llm`")
+        return data
+
+    @property
+    def llm(self) -> ImageGenerationModel:
+        return self.image_generation_model
+
+    def load(self) -> None:
+        super().load()
+        self.image_generation_model.load()
+
+    def unload(self) -> None:
+        self.image_generation_model.unload()
+        super().unload()
+
+    @property
+    def _model_name(self) -> str:
+        return self.image_generation_model.model_name
+
+    def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
+        model = self.image_generation_model
+        outputs = model.generate_outputs(
+            inputs=formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
+        )
+        return [results_from_image_outputs(o) for o in outputs]
+
+    def _raw_output_reference(self, output: Any) -> Any:
+        return replace_images(output)
+
+
+def results_from_image_outputs(outputs: list[ImageGenerationOutput]) -> list[GenerationResult]:
+    return [GenerationResult(o, None, o.get("error")) for o in outputs]
+
+
+TaskUnion = Union[Task, ImageTask]

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from pixtill.errors import RowError
+from pixtill.images import ImageRef
+from pixtill.models.image_generation.utils import image_from_str, image_to_str
+from pixtill.paths import cache_dir, write_atomically
+from pixtill.steps.tasks.base import ImageTask
+from pixtill.steps.typing import StepColumns
+
+
+class ImageGeneration(ImageTask):
+    """Generate an image from the ``prompt`` column.
+
+    The ``image`` column holds the image as a base64 string. With ``save_artifacts`` each image
+    is also written to ``artifacts_directory/images/<sha256>.<ext>`` and its path goes to
+    ``image_path``: named by content, two prompts can never overwrite each other's image.
+    """
+
+    save_artifacts: bool = Field(default=False, description="Also write images to disk.")
+    artifacts_directory: Path | None = Field(
+        default=None, description="Where artifacts go; defaults to the pixtill cache folder."
+    )
+    image_format: str | None = Field(
+        default=None, description="Re-encode images to this format (e.g. 'JPEG'); None keeps it."
+    )
+
+    @property
+    def inputs(self) -> StepColumns:
+        return ["prompt"]
+
+    @property
+    def outputs(self) -> StepColumns:
+        columns = ["image", "model_name"]
+        if self.save_artifacts:
+            columns.insert(1, "image_path")
+        return columns
+
+    def format_input(self, input: dict[str, Any]) -> str:
+        prompt = input["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise RowError(
+                f"expected a non-empty string, got {type(prompt).__name__}", column="prompt"
+            )
+        return prompt
+
+    def format_output(
+        self, output: dict[str, Any] | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        images = (output or {}).get("images") or [None]
+        image: str | None = images[0]
+        if image is not None and self.image_format is not None:
+            image = image_to_str(image_from_str(image), self.image_format)
+        columns: dict[str, Any] = {"image": image}
+        if self.save_artifacts:
+            columns["image_path"] = None if image is None else str(self.save_image(image))
+        return columns
+
+    def save_image(self, image: str) -> Path:
+        ref = ImageRef.from_value(image, "base64")
+        data = ref.get_bytes()
+        folder = self.artifacts_directory or cache_dir() / "artifacts" / self.name
+        path = folder / "images" / f"{hashlib.sha256(data).hexdigest()}.{_extension(ref.format)}"
+        if not path.exists():
+            write_atomically(path, data)
+        return path
+
+
+def _extension(image_format: str) -> str:
+    return {"JPEG": "jpg"}.get(image_format.upper(), image_format.lower())

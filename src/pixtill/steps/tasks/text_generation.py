@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import Field, PrivateAttr
+
+from pixtill.models.llms.base import ChatType
+from pixtill.prompts import PromptTemplate
+from pixtill.steps.tasks.base import Task
+from pixtill.steps.typing import StepColumns
+
+
+class TextGeneration(Task):
+    """Generate text from a Jinja2 prompt built from row columns.
+
+    ``template`` (sandboxed Jinja2) uses exactly the ``columns`` declared; both are checked
+    against each other at ``load()``.
+    """
+
+    system_prompt: str | None = Field(default=None, description="System prompt, if any.")
+    use_system_prompt: bool = True
+    template: str = Field(default="{{ instruction }}", description="Jinja2 prompt template.")
+    columns: Union[str, list[str]] = Field(
+        default="instruction", description="Column(s) the template reads."
+    )
+
+    _prompt: PromptTemplate | None = PrivateAttr(default=None)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [self.columns] if isinstance(self.columns, str) else list(self.columns)
+
+    def load(self) -> None:
+        self._compile()
+        super().load()
+
+    def _compile(self) -> PromptTemplate:
+        prompt = PromptTemplate(self.template)
+        prompt.check_columns(self.column_names, owner=f"step {self.name!r}")
+        self._prompt = prompt
+        return prompt
+
+    @property
+    def inputs(self) -> StepColumns:
+        return dict.fromkeys(self.column_names, True)
+
+    @property
+    def outputs(self) -> StepColumns:
+        return ["generation", "model_name"]
+
+    def render_prompt(self, input: dict[str, Any]) -> str:
+        prompt = self._prompt or self._compile()
+        return prompt.render({column: input[column] for column in self.column_names})
+
+    def _messages(self, content: Any) -> ChatType:
+        messages: ChatType = []
+        if self.system_prompt is not None and self.use_system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def format_input(self, input: dict[str, Any]) -> ChatType:
+        return self._messages(self.render_prompt(input))
+
+    def format_output(
+        self, output: str | None, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"generation": output}
