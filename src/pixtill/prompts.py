@@ -34,6 +34,9 @@ class PromptTemplate:
         self.variables: frozenset[str] = frozenset(meta.find_undeclared_variables(parsed))
         self._template = _ENV.from_string(source)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> PromptTemplate:
+        return self  # immutable: copies of a step may share it
+
     def check_columns(self, columns: Iterable[str], *, owner: str) -> None:
         """Fail unless the template uses exactly the declared columns."""
         declared = set(columns)

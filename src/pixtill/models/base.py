@@ -48,6 +48,11 @@ class BaseModel(PydanticModel, ABC):
     def get_generation_kwargs(self) -> dict[str, Any]:
         return dict(self.generation_kwargs)
 
+    def request_stats(self) -> dict[str, float | int] | None:
+        """Live request counters (in flight, done, retried, failed...) for progress bars;
+        None for models that send no requests."""
+        return None
+
 
 class AsyncBridge(PydanticModel):
     """Gives an async model a synchronous `generate` on a long-lived background loop.

@@ -6,9 +6,10 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Annotated, Any
+from contextvars import ContextVar
+from typing import Annotated, Any, Protocol, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from pixtill.errors import MissingColumnError, StepConfigError
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
@@ -17,6 +18,19 @@ StepInput = Annotated[list[dict[str, Any]], "StepInput"]
 """A batch of rows handed to `Step.process`."""
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class StepGraph(Protocol):
+    """What a step needs from the pipeline it is declared in (kept abstract so that steps never
+    import the pipeline package)."""
+
+    def add_step(self, step: _Step) -> None: ...
+
+    def add_edge(self, upstream: _Step, downstream: _Step) -> None: ...
+
+
+ACTIVE_GRAPH: ContextVar[StepGraph | None] = ContextVar("pixtill_active_graph", default=None)
+StepT = TypeVar("StepT", bound="_Step")
 
 
 def normalize_columns(columns: StepColumns) -> dict[str, bool]:
@@ -39,20 +53,45 @@ class _Step(BaseModel, ABC):
         description="{step output column: dataset column} written under another name.",
     )
 
-    _logger: logging.Logger = PrivateAttr()
+    replicas: int = Field(
+        default=1, ge=1, description="Copies of a batch step run in parallel by the executor."
+    )
 
-    @model_validator(mode="after")
-    def _default_name(self) -> _Step:
+    _logger: logging.Logger = PrivateAttr()
+    _graph: StepGraph | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Runs before the step joins a pipeline, so the pipeline sees the final name.
         if not self.name:
             self.name = _CAMEL.sub("_", type(self).__name__).lower()
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
             raise StepConfigError(
                 f"step name {self.name!r} may only hold letters, digits, '_' and '-'"
             )
-        return self
-
-    def model_post_init(self, context: Any, /) -> None:
         self._logger = logging.getLogger(f"pixtill.steps.{self.name}")
+        graph = ACTIVE_GRAPH.get()
+        if graph is not None:
+            self._graph = graph
+            graph.add_step(self)
+
+    # Wiring: ``a >> b``, ``a >> [b, c]`` and ``[b, c] >> d``.
+    def connect(self, downstream: _Step) -> None:
+        if self._graph is None or self._graph is not downstream._graph:
+            raise StepConfigError(
+                f"cannot connect {self.name!r} to {downstream.name!r}: both steps must be "
+                "created inside the same `with Pipeline(...)` block"
+            )
+        self._graph.add_edge(self, downstream)
+
+    def __rshift__(self, other: Union[StepT, list[StepT]]) -> Union[StepT, list[StepT]]:
+        for downstream in other if isinstance(other, list) else [other]:
+            self.connect(downstream)
+        return other
+
+    def __rrshift__(self: StepT, other: list[_Step]) -> StepT:
+        for upstream in other:
+            upstream.connect(self)
+        return self
 
     @property
     def inputs(self) -> StepColumns:
@@ -60,6 +99,13 @@ class _Step(BaseModel, ABC):
 
     @property
     def outputs(self) -> StepColumns:
+        return []
+
+    def image_columns(self) -> list[str]:
+        """Dataset columns (after mappings) this step reads or writes as images.
+
+        The pipeline stores them as `datasets.Image` features instead of strings.
+        """
         return []
 
     def get_inputs(self) -> dict[str, bool]:

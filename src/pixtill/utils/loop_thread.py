@@ -23,6 +23,9 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> LoopThread:
+        return LoopThread(self._name)  # a copied model gets its own loop
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

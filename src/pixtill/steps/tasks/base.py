@@ -17,8 +17,14 @@ from pydantic import Field, model_validator
 
 from pixtill.errors import RowError
 from pixtill.images import ImageError
-from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
-from pixtill.models.llms.base import LLM, GenerateOutput
+from pixtill.models.base import BaseModel
+from pixtill.models.image_generation.base import (
+    AsyncImageGenerationModel,
+    ImageGenerationModel,
+    ImageGenerationOutput,
+    failed_image_outputs,
+)
+from pixtill.models.llms.base import LLM, AsyncLLM, GenerateOutput, failed_generate_output
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.tasks.references import replace_images
 from pixtill.steps.typing import Row, StepOutput
@@ -61,6 +67,27 @@ class _Task(Step):
     @abstractmethod
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
         """Call the model on formatted inputs: per input, one result per generation."""
+
+    @property
+    @abstractmethod
+    def model(self) -> BaseModel:
+        """The model this task drives (text or image)."""
+
+    @property
+    def supports_streaming(self) -> bool:
+        """True when rows can go to the model one at a time (`agenerate_results`).
+
+        That needs an async model and the library's own `process`; a task that overrides
+        `process` is run batch by batch exactly as written.
+        """
+        return (
+            isinstance(self.model, (AsyncLLM, AsyncImageGenerationModel))
+            and type(self).process is _Task.process
+        )
+
+    async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
+        """Send one formatted row to an async model; a failure becomes failed results."""
+        raise NotImplementedError(f"{type(self).__name__} has no async model")
 
     # -- row-level pieces ------------------------------------------------------------------
     def prepare_row(self, row: Row, index: int) -> Any:
@@ -204,24 +231,34 @@ class _Task(Step):
         yield self.process_batch(inputs)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
+        return [out for produced in self.process_rows(rows) for out in produced]
+
+    def process_rows(
+        self, rows: list[Row], row_numbers: Sequence[int] | None = None
+    ) -> list[list[Row]]:
+        """The rows each input row turns into, in input order; errors are per row.
+
+        ``row_numbers`` name the rows in error messages (their position in the dataset);
+        by default their position in ``rows``.
+        """
+        numbers = list(row_numbers) if row_numbers is not None else list(range(len(rows)))
         prepared: dict[int, Any] = {}
         errors: dict[int, str] = {}
         for index, row in enumerate(rows):
             try:
-                prepared[index] = self.prepare_row(row, index)
+                prepared[index] = self.prepare_row(row, numbers[index])
             except RowError as exc:
                 self._logger.warning("%s", exc)
                 errors[index] = str(exc)
         order = sorted(prepared)
         results = self._generate([prepared[i] for i in order]) if order else []
         by_index = dict(zip(order, results))
-        out: list[Row] = []
-        for index, row in enumerate(rows):
-            if index in errors:
-                out.extend(self.rows_from_error(row, errors[index]))
-            else:
-                out.extend(self.rows_from_results(row, prepared[index], by_index[index]))
-        return out
+        return [
+            self.rows_from_error(row, errors[index])
+            if index in errors
+            else self.rows_from_results(row, prepared[index], by_index[index])
+            for index, row in enumerate(rows)
+        ]
 
 
 class Task(_Task):
@@ -240,6 +277,22 @@ class Task(_Task):
     @property
     def _model_name(self) -> str:
         return self.llm.model_name
+
+    @property
+    def model(self) -> LLM:
+        return self.llm
+
+    async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
+        llm = self.llm
+        if not isinstance(llm, AsyncLLM):
+            return await super().agenerate_results(formatted)
+        try:
+            output = await llm.agenerate(
+                formatted, num_generations=self.num_generations, **llm.get_generation_kwargs()
+            )
+        except Exception as exc:
+            output = failed_generate_output(exc, self.num_generations)
+        return results_from_generate_output(output, self.num_generations)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
         outputs = self.llm.generate_outputs(
@@ -304,6 +357,22 @@ class ImageTask(_Task):
     @property
     def _model_name(self) -> str:
         return self.image_generation_model.model_name
+
+    @property
+    def model(self) -> ImageGenerationModel:
+        return self.image_generation_model
+
+    async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
+        model = self.image_generation_model
+        if not isinstance(model, AsyncImageGenerationModel):
+            return await super().agenerate_results(formatted)
+        try:
+            outputs = await model.agenerate(
+                formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
+            )
+        except Exception as exc:
+            outputs = failed_image_outputs(exc, self.num_generations)
+        return results_from_image_outputs(outputs)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
         model = self.image_generation_model

@@ -41,6 +41,9 @@ class ImageGeneration(ImageTask):
             columns.insert(1, "image_path")
         return columns
 
+    def image_columns(self) -> list[str]:
+        return [self.output_mappings.get("image", "image")]
+
     def format_input(self, input: dict[str, Any]) -> str:
         prompt = input["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():

@@ -54,6 +54,9 @@ class TextGenerationWithImage(TextGeneration):
     def inputs(self) -> StepColumns:
         return {**dict.fromkeys(self.column_names, True), IMAGE_COLUMN: True}
 
+    def image_columns(self) -> list[str]:
+        return [self.input_mappings.get(IMAGE_COLUMN, IMAGE_COLUMN)]
+
     def format_input(self, input: dict[str, Any]) -> ChatType:
         text = self.render_prompt(input)
         images = image_parts(

@@ -1,0 +1,11 @@
+from pixtill.pipeline.dag import Pipeline, PipelineError, StepLoadError
+from pixtill.pipeline.progress import RunObserver, RunSummary, StepSummary
+
+__all__ = [
+    "Pipeline",
+    "PipelineError",
+    "RunObserver",
+    "RunSummary",
+    "StepLoadError",
+    "StepSummary",
+]

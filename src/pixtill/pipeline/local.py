@@ -1,0 +1,467 @@
+"""The streaming executor: every step works as soon as it has rows.
+
+Each step is an asyncio worker reading batches of `Item`s from a bounded queue, so memory depends
+on queue, window and batch sizes, never on the dataset size:
+
+- a generator step is pulled batch by batch in a worker thread;
+- a task with an async model (`Task.supports_streaming`) sends rows one at a time and keeps up
+  to its model's window in flight across batch boundaries; rows leave in input order through a
+  reorder buffer as soon as the rows before them are done;
+- any other step (local models, plain steps, tasks with a custom `process`) runs batch by batch
+  in worker threads, off the event loop, on ``replicas`` copies;
+- a leaf step's rows go to a Parquet `ShardWriter`.
+
+With a cache, a task looks each row up before doing any work and stores what it produced as
+soon as a row is done, so a killed run resumes without repeating a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixtill.errors import RowError
+from pixtill.images import ImageError, coerce_image
+from pixtill.pipeline.cache import ResponseCache, row_key, step_signature
+from pixtill.pipeline.progress import RequestStats, RunObserver, RunSummary, StepSummary
+from pixtill.pipeline.writer import ShardWriter
+from pixtill.steps.base import GeneratorStep, GlobalStep, Step, _Step
+from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
+from pixtill.steps.typing import Row
+
+if TYPE_CHECKING:
+    from pixtill.pipeline.dag import Pipeline
+
+_log = logging.getLogger("pixtill.pipeline")
+_END = None
+
+
+@dataclass(frozen=True)
+class Item:
+    """A row and its position: the generator's row number, plus a generation index per fan-out."""
+
+    key: tuple[int, ...]
+    row: Row
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        cache: ResponseCache | None,
+        output_dir: Path,
+        observer: RunObserver,
+        rows_per_shard: int = 1000,
+        queue_batches: int = 8,
+    ) -> None:
+        self.pipeline = pipeline
+        self.cache = cache
+        self.output_dir = output_dir
+        self.observer = observer
+        self.rows_per_shard = rows_per_shard
+        self.summary = RunSummary(pipeline=pipeline.name, output_dir=output_dir)
+        self._queues: dict[str, asyncio.Queue[tuple[str, list[Item] | None]]] = {}
+        self._queue_batches = queue_batches
+        self._writers: dict[str, ShardWriter] = {}
+
+    # -- orchestration -------------------------------------------------------------------
+    async def run(self) -> dict[str, list[Path]]:
+        pipeline = self.pipeline
+        order = pipeline.topological_order()
+        self._queues = {
+            name: asyncio.Queue(maxsize=self._queue_batches)
+            for name in order
+            if pipeline.predecessors(name)
+        }
+        image_columns = pipeline.image_columns()
+        for leaf in pipeline.leaves:
+            self._writers[leaf] = ShardWriter(
+                self.output_dir / leaf,
+                image_columns=image_columns,
+                rows_per_shard=self.rows_per_shard,
+            )
+        for name in order:
+            self.summary.steps[name] = StepSummary()
+        self.observer.run_started(pipeline.name, order, self._total_rows(), self._request_stats())
+        started = time.perf_counter()
+        workers = {
+            asyncio.create_task(self._run_step(name), name=f"pixtill-step-{name}"): name
+            for name in order
+        }
+        try:
+            pending = set(workers)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    exc = task.exception()
+                    if exc is not None:
+                        raise _worker_error(workers[task], exc) from exc
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        shards = {}
+        for leaf, writer in self._writers.items():
+            shards[leaf] = await asyncio.to_thread(writer.close)
+            self.summary.leaf_rows[leaf] = writer.rows_written
+        self.summary.wall_seconds = time.perf_counter() - started
+        return shards
+
+    def _total_rows(self) -> int | None:
+        totals: list[int | None] = []
+        for name in self.pipeline.roots:
+            total_rows = getattr(self.pipeline.steps[name], "total_rows", None)
+            totals.append(total_rows() if callable(total_rows) else None)
+        known = [t for t in totals if t is not None]
+        return sum(known) if totals and len(known) == len(totals) else None
+
+    def _request_stats(self) -> dict[str, RequestStats]:
+        stats: dict[str, RequestStats] = {}
+        for name, step in self.pipeline.steps.items():
+            if isinstance(step, _Task):
+                stats[name] = step.model.request_stats
+        return stats
+
+    async def _run_step(self, name: str) -> None:
+        step = self.pipeline.steps[name]
+        if isinstance(step, GeneratorStep):
+            await self._run_generator(name, step)
+        elif isinstance(step, _Task) and step.supports_streaming and step.replicas == 1:
+            await self._run_streaming(name, step)
+        elif isinstance(step, Step):
+            await self._run_batches(name, step)
+        else:
+            raise TypeError(f"step {name!r} is neither a Step nor a GeneratorStep")
+        self.observer.step_finished(name, self.summary.steps[name])
+        for successor in self.pipeline.successors(name):
+            await self._queues[successor].put((name, _END))
+
+    async def _emit(self, name: str, items: list[Item]) -> None:
+        if not items:
+            return
+        summary = self.summary.steps[name]
+        summary.rows_out += len(items)
+        successors = self.pipeline.successors(name)
+        if not successors:
+            await asyncio.to_thread(self._writers[name].write, [item.row for item in items])
+            return
+        for position, successor in enumerate(successors):
+            batch = items if position == 0 else [Item(i.key, dict(i.row)) for i in items]
+            await self._queues[successor].put((name, batch))
+
+    async def _inputs(self, name: str) -> AsyncIterator[list[Item]]:
+        """Batches for step ``name``; rows from several predecessors are joined by key."""
+        predecessors = self.pipeline.predecessors(name)
+        queue = self._queues[name]
+        open_inputs = len(predecessors)
+        joining: dict[tuple[int, ...], dict[str, Row]] = {}
+        while open_inputs:
+            source, batch = await queue.get()
+            if batch is _END:
+                open_inputs -= 1
+                continue
+            if len(predecessors) == 1:
+                yield batch
+                continue
+            joined = []
+            for item in batch:
+                parts = joining.setdefault(item.key, {})
+                parts[source] = item.row
+                if len(parts) == len(predecessors):
+                    del joining[item.key]
+                    joined.append(Item(item.key, _merge_rows([parts[p] for p in predecessors])))
+            if joined:
+                yield joined
+        if joining:
+            raise RowError(
+                f"{len(joining)} rows reached step {name!r} from only some of {predecessors}"
+            )
+
+    # -- generators ----------------------------------------------------------------------
+    async def _run_generator(self, name: str, step: GeneratorStep) -> None:
+        batches = step.process_applying_mappings(0)
+        position = 0
+        while True:
+            produced = await asyncio.to_thread(next, batches, None)
+            if produced is None:
+                return
+            rows, last = produced
+            items = [Item((position + i,), row) for i, row in enumerate(rows)]
+            position += len(rows)
+            summary = self.summary.steps[name]
+            summary.rows_in += len(rows)
+            self.observer.rows_done(name, summary)
+            await self._emit(name, items)
+            if last:
+                return
+
+    # -- streaming tasks -----------------------------------------------------------------
+    async def _run_streaming(self, name: str, step: _Task) -> None:
+        window = int(getattr(step.model, "max_concurrent_requests", 64))
+        slots = asyncio.Semaphore(window + step.input_batch_size)
+        results: dict[int, list[Item]] = {}
+        ready = asyncio.Event()
+        failure: list[BaseException] = []
+        signature = step_signature(step) if self.cache else ""
+        summary = self.summary.steps[name]
+
+        async def one(index: int, item: Item) -> None:
+            try:
+                rows = await self._task_row(step, signature, item)
+                results[index] = _fan_out(item, rows)
+            except BaseException as exc:
+                failure.append(exc)
+            ready.set()
+
+        async def flush(total: Callable[[], int | None]) -> None:
+            next_index = 0
+            while True:
+                await ready.wait()
+                ready.clear()
+                if failure:
+                    raise failure[0]
+                out: list[Item] = []
+                flushed = 0
+                while next_index in results:
+                    out.extend(results.pop(next_index))
+                    next_index += 1
+                    flushed += 1
+                    slots.release()
+                if out:
+                    self._count(name, step, summary, out, rows_in=flushed)
+                    await self._emit(name, out)
+                if next_index == total():
+                    return
+
+        count = 0
+        finished = False
+        flusher = asyncio.create_task(flush(lambda: count if finished else None))
+        running: set[asyncio.Task[None]] = set()
+        try:
+            async for batch in self._inputs(name):
+                for item in batch:
+                    await _while_alive(slots.acquire(), flusher)
+                    task = asyncio.create_task(one(count, item))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    count += 1
+            finished = True
+            ready.set()
+            await flusher
+        finally:
+            flusher.cancel()
+            for task in list(running):
+                task.cancel()
+
+    async def _task_row(self, step: _Task, signature: str, item: Item) -> list[Row]:
+        row = step._rename_inputs([item.row])[0]
+        key = self._row_key(step, row) if self.cache else ""
+        cached = self.cache.get(signature, key) if self.cache else None
+        if cached is not None:
+            rows = [_apply_delta(row, delta) for delta in cached]
+            self.summary.steps[step.name].cached += 1
+        else:
+            try:
+                formatted = step.prepare_row(row, item.key[0])
+            except RowError as exc:
+                _log.warning("%s", exc)
+                rows = step.rows_from_error(row, str(exc))
+            else:
+                results = await step.agenerate_results(formatted)
+                rows = step.rows_from_results(row, formatted, results)
+                if self.cache and not any(r.error for r in results):
+                    self.cache.put(signature, key, [_delta(row, r) for r in rows])
+        return step._rename_outputs(rows, output_mappings=False)
+
+    def _row_key(self, step: _Step, row: Row) -> str:
+        columns = list(step.get_inputs())
+        keyed = dict(row)
+        for column in step.image_columns():
+            if column in keyed and not isinstance(keyed[column], (list, tuple)):
+                with contextlib.suppress(ImageError):
+                    keyed[column] = coerce_image(keyed[column])
+        return row_key(keyed, columns)
+
+    # -- batch steps ---------------------------------------------------------------------
+    async def _run_batches(self, name: str, step: Step) -> None:
+        summary = self.summary.steps[name]
+        if isinstance(step, GlobalStep):
+            everything: list[Item] = []
+            async for batch in self._inputs(name):
+                everything.extend(batch)
+            out = await asyncio.to_thread(self._process_batch, step, everything)
+            self._count(name, step, summary, out, rows_in=len(everything))
+            await self._emit(name, out)
+            return
+        replicas = [step] + [
+            await asyncio.to_thread(_loaded_copy, step) for _ in range(step.replicas - 1)
+        ]
+        free: asyncio.Queue[Step] = asyncio.Queue()
+        for replica in replicas:
+            free.put_nowait(replica)
+        in_order: asyncio.Queue[tuple[asyncio.Task[list[Item]], int] | None] = asyncio.Queue(
+            maxsize=len(replicas)
+        )
+
+        async def work(replica: Step, items: list[Item]) -> list[Item]:
+            try:
+                return await asyncio.to_thread(self._process_batch, replica, items)
+            finally:
+                free.put_nowait(replica)
+
+        async def drain() -> None:
+            while (queued := await in_order.get()) is not None:
+                task, rows_in = queued
+                out = await task
+                self._count(name, step, summary, out, rows_in=rows_in)
+                await self._emit(name, out)
+
+        drainer = asyncio.create_task(drain())
+        spawned: list[asyncio.Task[list[Item]]] = []
+        try:
+            async for items in self._rebatch(name, step.input_batch_size):
+                replica = await free.get()
+                task = asyncio.create_task(work(replica, items))
+                spawned.append(task)
+                await _while_alive(in_order.put((task, len(items))), drainer)
+            await _while_alive(in_order.put(None), drainer)
+            await drainer
+        finally:
+            drainer.cancel()
+            for task in spawned:
+                task.cancel()
+            await asyncio.gather(drainer, *spawned, return_exceptions=True)
+            for replica in replicas[1:]:
+                replica.unload()
+
+    async def _rebatch(self, name: str, size: int) -> AsyncIterator[list[Item]]:
+        pending: list[Item] = []
+        async for batch in self._inputs(name):
+            pending.extend(batch)
+            while len(pending) >= size:
+                yield pending[:size]
+                pending = pending[size:]
+        if pending:
+            yield pending
+
+    def _process_batch(self, step: Step, items: list[Item]) -> list[Item]:
+        """Runs in a worker thread."""
+        if isinstance(step, _Task) and type(step).process is _Task.process:
+            return self._task_batch(step, items)
+        rows = [item.row for item in items]
+        out = [row for batch in step.process_applying_mappings(rows) for row in batch]
+        if len(out) == len(items):
+            return [Item(item.key, row) for item, row in zip(items, out)]
+        first = items[0].key if items else (0,)
+        return [Item((*first, j), row) for j, row in enumerate(out)]
+
+    def _task_batch(self, step: _Task, items: list[Item]) -> list[Item]:
+        signature = step_signature(step) if self.cache else ""
+        rows = [step._rename_inputs([item.row])[0] for item in items]
+        keys = [self._row_key(step, row) for row in rows] if self.cache else []
+        cached = self.cache.get_many(signature, keys) if self.cache else {}
+        todo = [i for i in range(len(items)) if not self.cache or keys[i] not in cached]
+        produced = step.process_rows([rows[i] for i in todo], [items[i].key[0] for i in todo])
+        by_index = dict(zip(todo, produced))
+        out: list[Item] = []
+        for i, item in enumerate(items):
+            if i in by_index:
+                new_rows = by_index[i]
+                if self.cache and not any(
+                    f"error_{step.name}" in r.get(METADATA_COLUMN, {}) for r in new_rows
+                ):
+                    self.cache.put(signature, keys[i], [_delta(rows[i], r) for r in new_rows])
+            else:
+                new_rows = [_apply_delta(rows[i], delta) for delta in cached[keys[i]]]
+                self.summary.steps[step.name].cached += 1
+            out.extend(_fan_out(item, step._rename_outputs(new_rows, output_mappings=False)))
+        return out
+
+    # -- accounting ----------------------------------------------------------------------
+    def _count(
+        self,
+        name: str,
+        step: _Step,
+        summary: StepSummary,
+        out: Sequence[Item],
+        rows_in: int,
+    ) -> None:
+        summary.rows_in += rows_in
+        if isinstance(step, _Task):
+            for item in out:
+                meta = item.row.get(METADATA_COLUMN) or {}
+                if f"error_{name}" in meta:
+                    summary.failed += 1
+                stats = meta.get(f"statistics_{name}")
+                for entry in stats if isinstance(stats, list) else [stats]:
+                    if isinstance(entry, dict):
+                        summary.input_tokens += int(entry.get("input_tokens", 0))
+                        summary.output_tokens += int(entry.get("output_tokens", 0))
+        self.observer.rows_done(name, summary)
+
+
+async def _while_alive(awaitable: Awaitable[Any], helper: asyncio.Task[None]) -> None:
+    """Await ``awaitable`` unless ``helper`` dies first, in which case raise its error.
+
+    A worker blocked on a full buffer must not wait forever for a helper that has crashed.
+    """
+    waiting = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({waiting, helper}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting not in done:
+        waiting.cancel()
+        helper.result()
+        raise RuntimeError("helper task ended early")
+
+
+def _worker_error(step: str, exc: BaseException) -> Exception:
+    from pixtill.pipeline.dag import PipelineError
+
+    return PipelineError(f"step {step!r} failed: {type(exc).__name__}: {exc}")
+
+
+def _fan_out(item: Item, rows: list[Row]) -> list[Item]:
+    if len(rows) == 1:
+        return [Item(item.key, rows[0])]
+    return [Item((*item.key, k), row) for k, row in enumerate(rows)]
+
+
+def _delta(before: Row, after: Row) -> dict[str, Any]:
+    """What a step added or changed in a row: all the cache needs to keep."""
+    delta = {k: v for k, v in after.items() if k not in before or before[k] is not v}
+    meta_before = before.get(METADATA_COLUMN) or {}
+    if METADATA_COLUMN in delta:
+        delta[METADATA_COLUMN] = {
+            k: v for k, v in delta[METADATA_COLUMN].items() if k not in meta_before
+        }
+    return delta
+
+
+def _apply_delta(row: Row, delta: dict[str, Any]) -> Row:
+    out = {**row, **delta}
+    if METADATA_COLUMN in delta:
+        out[METADATA_COLUMN] = {**(row.get(METADATA_COLUMN) or {}), **delta[METADATA_COLUMN]}
+    return out
+
+
+def _merge_rows(rows: list[Row]) -> Row:
+    merged: Row = {}
+    meta: dict[str, Any] = {}
+    for row in rows:
+        merged.update(row)
+        meta.update(row.get(METADATA_COLUMN) or {})
+    if meta:
+        merged[METADATA_COLUMN] = meta
+    return merged
+
+
+def _loaded_copy(step: Step) -> Step:
+    replica = step.model_copy(deep=True)
+    replica.load()
+    return replica

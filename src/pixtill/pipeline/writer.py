@@ -1,0 +1,427 @@
+"""Write a step's rows as Parquet shards while the run goes, one shard in memory at a time.
+
+Shards are named ``data-00000.parquet``, ``data-00001.parquet``, ... and each is written to
+``<name>.tmp`` and then renamed, so a reader never sees a partial file. Their schema carries the
+``datasets`` features (``huggingface`` metadata), so ``datasets`` reads image columns back as
+`datasets.Image` features.
+
+How columns are typed:
+
+- **Image columns** (listed in ``image_columns``, or whose first non-null value is a PIL image,
+  an `ImageRef`, bytes, a Hugging Face image dict or a ``data:image/`` URL) are stored as
+  ``datasets.Image()``: ``{"bytes": <encoded image>, "path": <original path or None>}``. A
+  column whose first value is a list of images becomes ``datasets.List(datasets.Image())``.
+  A value that cannot be read as an image is stored as null, with a warning. An image column
+  whose first non-null value is an http(s) URL stays a string column (nothing is fetched);
+  images that arrive later in such a column are stored as data URLs.
+- **Other columns** are typed by pyarrow. The schema of a shard is unified with the earlier
+  ones (null -> any type, int -> float, struct fields added, ...): a column that is all None at
+  first, or a metadata dict that gains an ``error_<step>`` key later, just widens the schema.
+- **JSON fallback**: a column that pyarrow cannot type (values of mixed types, such as chat
+  messages whose ``content`` is a string in one message and a list of parts in the next, an empty
+  dict, an int over 64 bits) or whose new type cannot be unified with the earlier one becomes a
+  JSON string column, listed in the schema metadata as ``{"pixtill": {"json_columns": [...]}}``.
+  Decode it with ``json.loads``.
+
+The schema can only be widened after a shard is on disk, so `close` rewrites the shards written
+under an older schema (one shard at a time): every shard ends up with the same final schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+import datasets  # type: ignore[import-untyped,unused-ignore]
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
+from PIL import Image as PILImage
+
+from pixtill.images import ImageError, ImageRef, coerce_image, is_image_value
+
+logger = logging.getLogger(__name__)
+
+IMAGE_ARROW_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
+PIXTILL_METADATA_KEY = b"pixtill"
+
+# `datasets.List` is datasets 4's name for what datasets 3 calls `Sequence`.
+_LIST_FEATURE: Any = getattr(datasets, "List", None) or datasets.Sequence
+ColumnKind = Literal["image", "image_list", "text", "json", "value"]
+_ARROW_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    TypeError,
+)
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.lstrip()[:8].lower().startswith(("http://", "https://"))
+
+
+def to_hf_image(value: Any, *, column: str | None = None, row: int | None = None) -> Any:
+    """``value`` as a Hugging Face image dict ``{"bytes", "path"}`` with the bytes embedded; None
+    stays None. An http(s) URL is kept as the path (never fetched). The image is decoded once, so
+    that a truncated or corrupt one fails here (`ImageError`) rather than when the dataset is
+    read."""
+    if value is None:
+        return None
+    if _is_url(value):
+        return {"bytes": None, "path": str(value).strip()}
+    given_path: str | None = None
+    if isinstance(value, dict) and set(value) <= {"bytes", "path"} and value.get("path"):
+        given_path = os.fspath(value["path"])
+    elif isinstance(value, (str, PurePath)):
+        given_path = os.fspath(value).strip()
+    ref = coerce_image(value, row=row, column=column)
+    if ref.url is not None:
+        return {"bytes": None, "path": ref.url}
+    data = ref.get_bytes()
+    path: str | None = None
+    if ref.kind == "path":
+        usable = given_path is not None and not given_path[:5].lower().startswith("file:")
+        path = given_path if usable else str(ref.path)
+    elif isinstance(value, dict):
+        path = given_path
+    if ref.kind != "pil":  # a PIL image was encoded by us
+        try:
+            ImageRef("bytes", data=data).validate(decode=True)
+        except ImageError as exc:
+            raise exc.at(row=row, column=column) from exc
+    return {"bytes": data, "path": path}
+
+
+def _as_text(value: Any) -> Any:
+    """A value of a URL column: strings as is, images as a URL or data URL."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_as_text(item) for item in value]
+    if is_image_value(value):
+        ref = ImageRef.from_value(value)
+        return ref.url if ref.url is not None else ref.to_data_url()
+    return _to_json(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, ImageRef):
+        return value.reference()
+    if isinstance(value, PILImage.Image):
+        return ImageRef.from_value(value).reference()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def _to_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _approx_nbytes(value: Any) -> int:
+    """A cheap estimate of what a value adds to a shard (images count their pixels)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return 8
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return len(value) + 8
+    if isinstance(value, PILImage.Image):
+        return value.width * value.height * max(1, len(value.getbands()))
+    if isinstance(value, ImageRef):
+        if value.kind == "bytes":
+            return len(value.get_bytes())
+        if value.kind == "path" and value.path is not None:
+            try:
+                return value.path.stat().st_size
+            except OSError:
+                return 64
+        if value.kind == "pil":
+            width, height = value.size
+            return width * height * 3
+        return 64
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _approx_nbytes(v) for k, v in value.items()) + 8
+    if isinstance(value, (list, tuple)):
+        return sum(_approx_nbytes(item) for item in value) + 8
+    return 64
+
+
+# -- typing columns --------------------------------------------------------------------------
+
+
+def _informative(values: list[Any]) -> Any:
+    """The first value that tells what a column holds: not None and not an empty list (for a
+    list, its first non-None element wrapped in a list)."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                if item is not None:
+                    return [item]
+        elif value is not None:
+            return value
+    return None
+
+
+def _decide(sample: Any, explicit: bool) -> ColumnKind:
+    is_list = isinstance(sample, list)
+    first = sample[0] if is_list else sample
+    if _is_url(first) or (isinstance(first, ImageRef) and first.url is not None):
+        return "text" if explicit or is_image_value(first) else "value"
+    if explicit or is_image_value(first):
+        return "image_list" if is_list else "image"
+    return "value"
+
+
+def _has_empty_struct(dtype: pa.DataType) -> bool:
+    if pa.types.is_struct(dtype):
+        return dtype.num_fields == 0 or any(
+            _has_empty_struct(dtype.field(i).type) for i in range(dtype.num_fields)
+        )
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return _has_empty_struct(dtype.value_type)
+    return False
+
+
+def _unify(old: pa.DataType | None, new: pa.DataType) -> pa.DataType:
+    if old is None or old == new:
+        return new
+    merged = pa.unify_schemas(
+        [pa.schema([("c", old)]), pa.schema([("c", new)])], promote_options="permissive"
+    )
+    return merged.field("c").type
+
+
+def _conform(array: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """``array`` cast to the wider ``dtype``: struct fields matched by name (missing ones null),
+    lists element-wise, null to anything (not left to ``cast``, which differs across pyarrow
+    versions on structs)."""
+    if array.type == dtype:
+        return array
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(array), type=dtype)
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_struct(dtype) and pa.types.is_struct(array.type):
+        names = {array.type.field(i).name for i in range(array.type.num_fields)}
+        children = [
+            _conform(array.field(f.name), f.type)
+            if f.name in names
+            else pa.nulls(len(array), f.type)
+            for f in dtype
+        ]
+        return pa.StructArray.from_arrays(children, fields=list(dtype), mask=mask)
+    if pa.types.is_list(dtype) and pa.types.is_list(array.type):
+        if array.offset:  # a slice: copy it so that its offsets start at 0
+            array = pa.concat_arrays([array])
+        values = _conform(array.values, dtype.value_type)  # offsets index into the whole child
+        return pa.ListArray.from_arrays(array.offsets, values, type=dtype, mask=mask)
+    return array.cast(dtype)
+
+
+def _conform_chunked(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.ChunkedArray:
+    return pa.chunked_array([_conform(chunk, dtype) for chunk in column.chunks], type=dtype)
+
+
+@dataclass
+class _Shard:
+    path: Path
+    schema: pa.Schema
+    json_columns: frozenset[str]
+
+
+class ShardWriter:
+    """Writes rows as Parquet shards while a run goes; memory is bounded by one shard.
+
+    Not thread-safe: call it from one thread at a time. ``rows_written`` counts the rows in
+    shards on disk (after `close`, all of them).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        image_columns: Iterable[str] = (),
+        rows_per_shard: int = 1000,
+        max_shard_bytes: int = 256 * 2**20,
+    ) -> None:
+        if rows_per_shard < 1:
+            raise ValueError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
+        if max_shard_bytes < 1:
+            raise ValueError(f"max_shard_bytes must be at least 1, got {max_shard_bytes}")
+        self.directory = Path(directory)
+        self.image_columns = frozenset(image_columns)
+        self.rows_per_shard = rows_per_shard
+        self.max_shard_bytes = max_shard_bytes
+        self.rows_written = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._columns: dict[str, None] = {}  # first-seen order
+        self._kinds: dict[str, ColumnKind] = {}
+        self._types: dict[str, pa.DataType] = {}
+        self._shards: list[_Shard] = []
+        self._closed = False
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows buffered for the next shard."""
+        return len(self._buffer)
+
+    @property
+    def json_columns(self) -> list[str]:
+        return [c for c in self._columns if self._kinds.get(c) == "json"]
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer ``rows``; a shard is written whenever the buffer is full."""
+        if self._closed:
+            raise RuntimeError(f"the shard writer for {self.directory} is closed")
+        for row in rows:
+            self._buffer.append(row)
+            self._buffer_bytes += sum(_approx_nbytes(v) for v in row.values())
+            if len(self._buffer) >= self.rows_per_shard or (
+                self._buffer_bytes >= self.max_shard_bytes
+            ):
+                self._flush()
+
+    def close(self) -> list[Path]:
+        """Write the last shard, bring every shard to the final schema, return their paths."""
+        if not self._closed:
+            self._flush()
+            self._closed = True
+            self._reconcile()
+        return [shard.path for shard in self._shards]
+
+    # -- one shard -----------------------------------------------------------------------
+    def _flush(self) -> None:
+        rows, self._buffer, self._buffer_bytes = self._buffer, [], 0
+        if not rows:
+            return
+        for row in rows:
+            self._columns.update(dict.fromkeys(row))
+        offset = self.rows_written
+        arrays = [self._column_array(name, rows, offset) for name in self._columns]
+        schema = self._schema()
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        path = self.directory / f"data-{len(self._shards):05d}.parquet"
+        _write_atomically(table, path)
+        self._shards.append(_Shard(path, schema, frozenset(self.json_columns)))
+        self.rows_written += len(rows)
+
+    def _column_array(self, name: str, rows: list[dict[str, Any]], offset: int) -> pa.Array:
+        values = [row.get(name) for row in rows]
+        if name not in self._kinds:
+            sample = _informative(values)
+            if sample is not None:
+                self._kinds[name] = _decide(sample, name in self.image_columns)
+        kind = self._kinds.get(name)
+        if kind == "image":
+            self._types[name] = IMAGE_ARROW_TYPE
+            return pa.array(self._images(name, values, offset), type=IMAGE_ARROW_TYPE)
+        if kind == "image_list":
+            self._types[name] = pa.list_(IMAGE_ARROW_TYPE)
+            lists = [
+                None if v is None else v if isinstance(v, (list, tuple)) else [v] for v in values
+            ]
+            converted = [
+                None if v is None else self._images(name, list(v), offset + i, in_list=True)
+                for i, v in enumerate(lists)
+            ]
+            return pa.array(converted, type=self._types[name])
+        if kind == "text":
+            values = [self._text(name, v, offset + i) for i, v in enumerate(values)]
+        if kind != "json":
+            try:
+                array = pa.array(values)
+                if _has_empty_struct(array.type):
+                    raise pa.ArrowInvalid("empty struct")
+                dtype = _unify(self._types.get(name), array.type)
+                array = _conform(array, dtype)
+            except _ARROW_ERRORS as exc:
+                logger.info("column %r is stored as JSON strings: %s", name, exc)
+                self._kinds[name] = "json"
+            else:
+                self._types[name] = dtype
+                return array
+        self._types[name] = pa.string()
+        return pa.array([_to_json(v) for v in values], type=pa.string())
+
+    def _images(
+        self, name: str, values: list[Any], offset: int, *, in_list: bool = False
+    ) -> list[Any]:
+        out = []
+        for i, value in enumerate(values):
+            row = offset if in_list else offset + i
+            try:
+                out.append(to_hf_image(value, column=name, row=row))
+            except (ImageError, OSError) as exc:
+                logger.warning("%s: stored as null in %s", exc, self.directory)
+                out.append(None)
+        return out
+
+    def _text(self, name: str, value: Any, row: int) -> Any:
+        try:
+            return _as_text(value)
+        except (ImageError, OSError) as exc:
+            logger.warning("row %d, column %r: %s: stored as null", row, name, exc)
+            return None
+
+    def _features(self) -> datasets.Features:
+        features = datasets.Features.from_arrow_schema(
+            pa.schema([(name, self._types.get(name, pa.null())) for name in self._columns])
+        )
+        for name in self._columns:
+            if self._kinds.get(name) == "image":
+                features[name] = datasets.Image()
+            elif self._kinds.get(name) == "image_list":
+                features[name] = _LIST_FEATURE(datasets.Image())
+        return features
+
+    def _schema(self) -> pa.Schema:
+        features = self._features()
+        metadata = dict(features.arrow_schema.metadata or {})
+        metadata[PIXTILL_METADATA_KEY] = json.dumps({"json_columns": self.json_columns}).encode()
+        fields = [(name, self._types.get(name, pa.null())) for name in self._columns]
+        return pa.schema(fields, metadata=metadata)
+
+    # -- the final schema ----------------------------------------------------------------
+    def _reconcile(self) -> None:
+        if not self._shards:
+            return
+        final = self._schema()
+        json_columns = frozenset(self.json_columns)
+        for shard in self._shards:
+            if shard.schema.equals(final, check_metadata=True):
+                continue
+            table = pq.read_table(shard.path)
+            arrays = []
+            for field in final:
+                if field.name not in table.column_names:
+                    arrays.append(pa.nulls(table.num_rows, type=field.type))
+                    continue
+                column = table.column(field.name)
+                if field.name in json_columns and field.name not in shard.json_columns:
+                    arrays.append(pa.array([_to_json(v) for v in column.to_pylist()], pa.string()))
+                else:
+                    arrays.append(_conform_chunked(column, field.type))
+            _write_atomically(pa.Table.from_arrays(arrays, schema=final), shard.path)
+            shard.schema, shard.json_columns = final, json_columns
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+__all__ = ["IMAGE_ARROW_TYPE", "ShardWriter", "to_hf_image"]

@@ -1,0 +1,342 @@
+"""Loaders built on Hugging Face ``datasets``: a Hub repository (or a local folder, or a packaged
+builder such as ``"parquet"``) and local or remote data files.
+
+Both stream batches: a non-streaming dataset is memory-mapped Arrow read one slice at a time, a
+streaming one is iterated row by row. Nothing is collected into one big list.
+
+``datasets`` is an optional dependency: it is imported by ``load()``, not by this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import posixpath
+import threading
+import warnings
+from abc import abstractmethod
+from collections.abc import Generator, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from pixtill.errors import StepConfigError
+from pixtill.steps.base import GeneratorStep
+from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
+
+T = TypeVar("T")
+FileType = Literal["json", "jsonl", "parquet", "csv"]
+
+_EXTENSION_TYPES: dict[str, FileType] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+}
+_COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst"})
+_BUILDERS: dict[FileType, str] = {
+    "json": "json",
+    "jsonl": "json",
+    "parquet": "parquet",
+    "csv": "csv",
+}
+
+
+# `warnings.catch_warnings` swaps process-wide state: keep our uses of it from interleaving.
+_CLEANUP_LOCK = threading.Lock()
+
+
+def _close_quietly(iterator: Iterator[Any]) -> None:
+    """Close a partly read ``datasets`` iterator and free what it held now.
+
+    Some builders (CSV, through pandas) leave an open file to the garbage collector when they
+    are not read to the end, which then warns (``ResourceWarning``) at some later, unrelated
+    point. Collect it here instead, without the warning.
+    """
+    close = getattr(iterator, "close", None)
+    with _CLEANUP_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        if close is not None:
+            close()
+        del iterator, close
+        gc.collect()
+
+
+def _import_datasets() -> Any:
+    try:
+        return importlib.import_module("datasets")
+    except ImportError as exc:
+        raise ImportError(
+            "loading with Hugging Face `datasets` needs the package: pip install datasets"
+        ) from exc
+
+
+def batches_with_last(items: Iterable[T], batch_size: int) -> Iterator[tuple[list[T], bool]]:
+    """Group ``items`` into ``(batch, is_last)`` pairs, reading one item ahead to know which
+    batch is the last. An empty input gives a single ``([], True)``."""
+    it = iter(items)
+    batch = list(islice(it, batch_size))
+    if not batch:
+        yield [], True
+        return
+    while True:
+        following = list(islice(it, 1))
+        if not following:
+            yield batch, True
+            return
+        yield batch, False
+        batch = following + list(islice(it, batch_size - 1))
+
+
+def _image_feature_columns(datasets: Any, features: Any) -> list[str]:
+    if not features:
+        return []
+    columns = []
+    for name, feature in features.items():
+        inner = getattr(feature, "feature", None)  # List / Sequence / LargeList of images
+        if isinstance(feature, datasets.Image) or isinstance(inner, datasets.Image):
+            columns.append(name)
+    return columns
+
+
+def _columns_to_rows(columns: dict[str, list[Any]], count: int) -> list[Row]:
+    if not columns:
+        return [{} for _ in range(count)]
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+class _DatasetsLoader(GeneratorStep):
+    """Shared iteration over a ``datasets.Dataset`` or ``datasets.IterableDataset``."""
+
+    streaming: bool = Field(
+        default=False,
+        description="Iterate lazily (IterableDataset) instead of preparing an Arrow cache first.",
+    )
+    num_examples: int | None = Field(
+        default=None, ge=0, description="Use at most this many rows (from the start)."
+    )
+    storage_options: dict[str, Any] | None = Field(
+        default=None, description="fsspec options for remote file systems (s3://, gs://, ...)."
+    )
+    cache_dir: str | Path | None = Field(
+        default=None, description="Where `datasets` keeps its Arrow cache (non-streaming)."
+    )
+
+    _dataset: Any = PrivateAttr(default=None)
+    _columns: list[str] = PrivateAttr(default_factory=list)
+    _images: list[str] = PrivateAttr(default_factory=list)
+
+    @abstractmethod
+    def _load_dataset(self, datasets: Any) -> Any:
+        """Return the ``Dataset`` (``IterableDataset`` when streaming) to iterate; ``datasets``
+        is the imported module."""
+
+    def load(self) -> None:
+        super().load()
+        datasets = _import_datasets()
+        dataset = self._load_dataset(datasets)
+        expected = datasets.IterableDataset if self.streaming else datasets.Dataset
+        if not isinstance(dataset, expected):
+            raise StepConfigError(
+                f"step {self.name!r}: expected a {expected.__name__}, got "
+                f"{type(dataset).__name__} (load a single split)"
+            )
+        self._dataset = dataset
+        self._columns = self._column_names(dataset)
+        self._images = _image_feature_columns(datasets, dataset.features)
+
+    def unload(self) -> None:
+        self._dataset = None
+        self._columns = []
+        self._images = []
+        super().unload()
+
+    def _column_names(self, dataset: Any) -> list[str]:
+        names = dataset.column_names
+        if names is None:  # a streaming dataset whose features are unknown: look at one row
+            rows = iter(dataset)
+            first = next(rows, None)
+            _close_quietly(rows)
+            return list(first) if first is not None else []
+        return list(names)
+
+    @property
+    def outputs(self) -> StepColumns:
+        """The dataset's column names; empty until `load` has run."""
+        return list(self._columns)
+
+    def image_columns(self) -> list[str]:
+        """Columns (after output mappings) with a `datasets.Image` feature, or a list of them;
+        known after `load`."""
+        return [self.output_mappings.get(column, column) for column in self._images]
+
+    def _require_loaded(self) -> Any:
+        if self._dataset is None:
+            raise RuntimeError(f"step {self.name!r}: call load() before process()")
+        return self._dataset
+
+    def total_rows(self) -> int | None:
+        """Rows this step yields from offset 0 (``num_examples`` applied), or ``None`` when it
+        is not known: a streaming dataset, or before `load`."""
+        if self._dataset is None or self.streaming:
+            return None
+        return self._capped(len(self._dataset))
+
+    def _capped(self, count: int) -> int:
+        return count if self.num_examples is None else min(count, self.num_examples)
+
+    def process(self, offset: int = 0) -> GeneratorStepOutput:
+        """Yield ``(rows, is_last)`` batches of ``batch_size`` rows, skipping ``offset`` rows."""
+        if offset < 0:
+            raise ValueError(f"offset must be at least 0, got {offset}")
+        dataset = self._require_loaded()
+        if self.streaming:
+            yield from self._process_streaming(dataset, offset)
+        else:
+            yield from self._process_arrow(dataset, offset)
+
+    def _process_arrow(self, dataset: Any, offset: int) -> GeneratorStepOutput:
+        total = self._capped(len(dataset))
+        if offset >= total:
+            yield [], True
+            return
+        for start in range(offset, total, self.batch_size):
+            end = min(start + self.batch_size, total)
+            yield _columns_to_rows(dataset[start:end], end - start), end >= total
+
+    def _process_streaming(self, dataset: Any, offset: int) -> GeneratorStepOutput:
+        remaining = None if self.num_examples is None else self.num_examples - offset
+        if remaining is not None and remaining <= 0:
+            yield [], True
+            return
+        rows = self._iter_rows(dataset, offset)
+        try:
+            yield from batches_with_last(islice(rows, remaining), self.batch_size)
+        finally:
+            rows.close()
+
+    @staticmethod
+    def _iter_rows(dataset: Any, offset: int) -> Generator[Row, None, None]:
+        source = iter(dataset.skip(offset) if offset else dataset)
+        finished = False
+        try:
+            for row in source:
+                yield dict(row)
+            finished = True
+        finally:
+            if not finished:  # stopped early: num_examples, or the consumer closed us
+                _close_quietly(source)
+
+
+class LoadDataFromHub(_DatasetsLoader):
+    """Rows of one split of a dataset, loaded with ``datasets.load_dataset``.
+
+    ``repo_id`` is anything `load_dataset` accepts: a Hub repository (``"user/name"``), a local
+    folder of data files, or a packaged builder (``"parquet"``, ``"json"``, ``"csv"``,
+    ``"imagefolder"``...) together with ``data_files``.
+
+    Values come as `datasets` decodes them: a column with the ``Image`` feature yields
+    ``PIL.Image.Image`` objects (decoded one batch at a time), which every pixtill step
+    accepts as an image. ``outputs`` are the column names, known after `load`.
+
+    Without ``streaming`` the split is prepared (downloaded and converted to a memory-mapped
+    Arrow cache) at `load`, and `total_rows` is known; with it, rows are read as they are
+    yielded and ``process(offset)`` skips ``offset`` rows by reading past them.
+    """
+
+    repo_id: str = Field(description="Hub repository, local folder or packaged builder name.")
+    split: str = Field(default="train", description="The split to load, e.g. 'train[:100]'.")
+    config: str | None = Field(default=None, description="Dataset configuration (subset) name.")
+    revision: str | None = Field(default=None, description="Git revision (branch, tag, commit).")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        default=None, description="Files (or glob patterns) for a packaged builder or folder."
+    )
+
+    def _load_dataset(self, datasets: Any) -> Any:
+        return datasets.load_dataset(
+            self.repo_id,
+            self.config,
+            split=self.split,
+            streaming=self.streaming,
+            revision=self.revision,
+            data_files=self.data_files,
+            storage_options=self.storage_options,
+            cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+        )
+
+
+class LoadDataFromFileSystem(_DatasetsLoader):
+    """Rows of local or remote JSON, JSON Lines, Parquet or CSV files.
+
+    ``data_files`` is a path, a glob pattern (``"data/*.jsonl"``, ``"data/**/*.parquet"``) or a
+    list of them. ``filetype`` is inferred from the extension (compressed files such as
+    ``.jsonl.gz`` included) when not given; all files must be of one type. Remote paths
+    (``s3://...``) use ``storage_options``. Columns and values are as in `LoadDataFromHub`.
+    """
+
+    data_files: str | Path | list[str | Path] = Field(
+        description="A file, a glob pattern, or a list of them."
+    )
+    filetype: FileType | None = Field(
+        default=None, description="json, jsonl, parquet or csv; inferred from the extension."
+    )
+
+    @model_validator(mode="after")
+    def _check_filetype(self) -> LoadDataFromFileSystem:
+        self.resolved_filetype()  # fail at construction, not at load()
+        return self
+
+    def _file_list(self) -> list[str]:
+        files = self.data_files if isinstance(self.data_files, list) else [self.data_files]
+        if not files:
+            raise StepConfigError(f"step {self.name!r}: data_files is empty")
+        return [str(Path(f).expanduser()) if isinstance(f, Path) else f for f in files]
+
+    def resolved_filetype(self) -> FileType:
+        """``filetype``, or the one inferred from the extensions of ``data_files``."""
+        if self.filetype is not None:
+            return self.filetype
+        found: set[FileType] = set()
+        for file in self._file_list():
+            found.add(_infer_filetype(file, step=self.name))
+        if {"json", "jsonl"} >= found:  # .json and .jsonl files are read by the same builder
+            return "jsonl" if "jsonl" in found else "json"
+        if len(found) > 1:
+            raise StepConfigError(
+                f"step {self.name!r}: data_files mix file types {sorted(found)}; "
+                "load them with separate steps"
+            )
+        return found.pop()
+
+    def _load_dataset(self, datasets: Any) -> Any:
+        builder = _BUILDERS[self.resolved_filetype()]
+        return datasets.load_dataset(
+            builder,
+            data_files=self._file_list(),
+            split="train",
+            streaming=self.streaming,
+            storage_options=self.storage_options,
+            cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+        )
+
+
+def _infer_filetype(file: str, *, step: str) -> FileType:
+    name = posixpath.basename(file.replace("\\", "/")).lower()
+    stem, ext = posixpath.splitext(name)
+    if ext in _COMPRESSION_SUFFIXES:
+        ext = posixpath.splitext(stem)[1]
+    filetype = _EXTENSION_TYPES.get(ext)
+    if filetype is None:
+        raise StepConfigError(
+            f"step {step!r}: cannot infer the file type of {file!r} from its extension; "
+            f"pass filetype= (one of {sorted(set(_BUILDERS))})"
+        )
+    return filetype
+
+
+__all__ = ["FileType", "LoadDataFromFileSystem", "LoadDataFromHub", "batches_with_last"]
