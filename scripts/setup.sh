@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (if needed) and install pixtill with its development tools into it.
+# Create .venv (if needed) and install pixtill, its local-model extras and its development tools.
 # Everything the demo and the tests need is installed here, so a fresh clone needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# torch first and pinned: the CPU wheel on this kind of machine. Any other torch spec pulls
+# gigabytes of CUDA packages; with 2.13.0 installed, the `local` extra adds nothing torch-wise.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[dev,local]"

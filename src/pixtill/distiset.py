@@ -128,16 +128,22 @@ class Distiset(dict[str, "datasets.Dataset"]):
         no shards gets an empty dataset. The Arrow copies go to ``cache_dir`` (default: the
         `datasets` cache)."""
         out = cls()
-        for leaf, paths in shards.items():
-            if not paths:
-                out[leaf] = datasets.Dataset.from_dict({})
-                continue
-            features = datasets.Features.from_arrow_schema(pq.read_schema(paths[0]))
-            out[leaf] = datasets.Dataset.from_parquet(
-                [str(p) for p in paths],
-                features=features,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-            )
+        bars_were_off = datasets.utils.logging.is_progress_bar_enabled() is False
+        datasets.disable_progress_bars()  # the run already showed its own progress
+        try:
+            for leaf, paths in shards.items():
+                if not paths:
+                    out[leaf] = datasets.Dataset.from_dict({})
+                    continue
+                features = datasets.Features.from_arrow_schema(pq.read_schema(paths[0]))
+                out[leaf] = datasets.Dataset.from_parquet(
+                    [str(p) for p in paths],
+                    features=features,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                )
+        finally:
+            if not bars_were_off:
+                datasets.enable_progress_bars()
         return out
 
     # -- local storage -------------------------------------------------------------------

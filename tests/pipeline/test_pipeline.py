@@ -225,3 +225,15 @@ def test_graph_errors(tmp_path: Path) -> None:
     outside = TextGeneration(name="outside", llm=DescribingLLM())
     with pytest.raises(StepConfigError, match="same `with Pipeline"):
         a >> outside
+
+
+def test_metadata_stays_a_struct_with_system_prompt_and_images(tmp_path: Path) -> None:
+    with Pipeline(name="meta", cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(data=rows(3))
+        task = TextGenerationWithImage(name="cap", llm=DescribingLLM(), system_prompt="Be terse.")
+        load >> task
+    dataset = pipeline.run(use_cache=False)["cap"]
+    raw_input = dataset[0][METADATA_COLUMN]["raw_input_cap"]
+    assert raw_input[0] == {"role": "system", "content": [
+        {"type": "text", "text": "Be terse.", "image": None}]}
+    assert raw_input[1]["content"][1]["image"].startswith("sha256:")

@@ -1,5 +1,7 @@
 from pixtill.steps.base import GeneratorStep, GlobalStep, Step, StepInput
-from pixtill.steps.generators.data import LoadDataFromDicts
+from pixtill.steps.generators.data import LoadDataFromDicts, LoadDataFromIterable
+from pixtill.steps.generators.huggingface import LoadDataFromFileSystem, LoadDataFromHub
+from pixtill.steps.generators.images_folder import LoadImagesFromFolder
 from pixtill.steps.typing import GeneratorStepOutput, StepColumns, StepOutput
 
 __all__ = [
@@ -7,6 +9,10 @@ __all__ = [
     "GeneratorStepOutput",
     "GlobalStep",
     "LoadDataFromDicts",
+    "LoadDataFromFileSystem",
+    "LoadDataFromHub",
+    "LoadDataFromIterable",
+    "LoadImagesFromFolder",
     "Step",
     "StepColumns",
     "StepInput",

@@ -59,7 +59,7 @@ def test_group_generations_lists() -> None:
     meta = row[METADATA_COLUMN]
     assert len(meta["raw_output_gen"]) == 2
     assert len(meta["statistics_gen"]) == 2
-    assert meta["raw_input_gen"] == [{"role": "user", "content": "a"}]
+    assert meta["raw_input_gen"] == [{"role": "user", "content": [{"type": "text", "text": "a"}]}]
     assert row["model_name"] == "test/describing-vlm"
 
 

@@ -26,7 +26,7 @@ from pixtill.models.image_generation.base import (
 )
 from pixtill.models.llms.base import LLM, AsyncLLM, GenerateOutput, failed_generate_output
 from pixtill.steps.base import Step, StepInput
-from pixtill.steps.tasks.references import replace_images
+from pixtill.steps.tasks.references import replace_images, stored_input
 from pixtill.steps.typing import Row, StepOutput
 
 METADATA_COLUMN = "pixtill_metadata"
@@ -190,7 +190,7 @@ class _Task(Step):
         if self.add_raw_output or error is not None:
             meta[f"raw_output_{self.name}"] = self._raw_output_reference(output)
         if self.add_raw_input and formatted_input is not None:
-            meta[f"raw_input_{self.name}"] = replace_images(formatted_input)
+            meta[f"raw_input_{self.name}"] = stored_input(formatted_input)
         if statistics:
             meta[f"statistics_{self.name}"] = statistics
         if error is not None:

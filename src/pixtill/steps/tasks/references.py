@@ -42,3 +42,17 @@ def replace_images(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [replace_images(item) for item in value]
     return value
+
+
+def stored_input(formatted: Any) -> Any:
+    """The model input as metadata keeps it: images as references, and every chat message's
+    content as a list of parts, so that rows with and without images share one Arrow type."""
+    value = replace_images(formatted)
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+        return [
+            {**m, "content": [{"type": "text", "text": m["content"]}]}
+            if isinstance(m.get("content"), str)
+            else m
+            for m in value
+        ]
+    return value
