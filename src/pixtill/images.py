@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import concurrent.futures
 import copy
 import hashlib
 import io
 import math
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -43,11 +45,41 @@ _IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
     | {".heic", ".heif", ".ico", ".ppm", ".tga"}
 )
+# Leading bytes of the common formats (WEBP and HEIF/AVIF are recognised at offset 8).
+_IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+}
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format named by a file signature, for the formats whose signature is unambiguous."""
+    for signature, name in _SIGNATURES.items():
+        if data.startswith(signature):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
 _PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "P", "RGB", "RGBA"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 # `warnings.catch_warnings` swaps process-wide state: keep our own uses of it from interleaving.
 _WARNINGS_LOCK = threading.Lock()
+# binascii's strict mode (3.11+) validates base64 in C; the regex check of b64decode is slower.
+_STRICT_A2B = sys.version_info >= (3, 11)
 
 
 class ImageError(ValueError):
@@ -276,12 +308,21 @@ def encode_image(image: Image.Image, format: str = "PNG", *, quality: int = 90) 
 
 def _b64decode(text: str) -> bytes | None:
     """Strict base64 (whitespace ignored, padding required); None when it is not base64."""
-    compact = "".join(text.split())
+    decoded = _b64decode_keeping_text(text)
+    return None if decoded is None else decoded[0]
+
+
+def _b64decode_keeping_text(text: str) -> tuple[bytes, str] | None:
+    """Decoded bytes and the compact base64 text, kept so that a data URL can be built
+    without encoding the bytes again (the hot path of every request with an image)."""
+    compact = "".join(text.split()) if any(c in text for c in " \n\r\t") else text
     if not compact:
         return None
     try:
-        return base64.b64decode(compact, validate=True)
-    except ValueError:
+        if _STRICT_A2B:
+            return binascii.a2b_base64(compact, strict_mode=True), compact
+        return base64.b64decode(compact, validate=True), compact
+    except (ValueError, binascii.Error):
         return None
 
 
@@ -299,19 +340,22 @@ def _looks_like_path(text: str) -> bool:
     return suffix in _IMAGE_EXTENSIONS or (bool(suffix) and ("/" in text or "\\" in text))
 
 
-def _decode_data_url(url: str) -> bytes:
+def _decode_data_url(url: str) -> tuple[bytes, str | None]:
+    """The bytes of a data URL, and its base64 text when it has one."""
     header, comma, payload = url.partition(",")
     if not comma:
         raise ImageDecodeError(f"malformed data URL (no comma): {_preview(url)}")
+    text: str | None = None
     if header.lower().endswith(";base64"):
-        data = _b64decode(payload)
-        if data is None:
+        decoded = _b64decode_keeping_text(payload)
+        if decoded is None:
             raise ImageDecodeError(f"data URL with invalid base64: {_preview(url)}")
+        data, text = decoded
     else:
         data = unquote_to_bytes(payload)
     if not data:
         raise ImageDecodeError("data URL with an empty payload")
-    return data
+    return data, text
 
 
 def _file_url_path(url: str) -> str:
@@ -405,6 +449,7 @@ class ImageRef:
         self._max_pixels = max_pixels
         self._sha256: str | None = None
         self._header: tuple[str, tuple[int, int]] | None = None
+        self._b64: str | None = None  # the base64 text ``data`` came from, if any
 
     @classmethod
     def from_value(
@@ -491,6 +536,10 @@ class ImageRef:
     @property
     def format(self) -> str:
         """ "PNG", "JPEG", "WEBP", "GIF", ...: sniffed from the bytes, never from a name."""
+        if self._header is None and self._data is not None:
+            sniffed = _sniff_format(self._data)
+            if sniffed is not None:
+                return sniffed  # the signature says it; no need to parse the header
         return self._read_header()[0]
 
     @property
@@ -558,14 +607,19 @@ class ImageRef:
             self._header = (str(image.format), image.size)
         return image if resize is None else _resize(image, resize)
 
-    def _encoded(self, resize: ResizePolicy | None, format: str | None) -> tuple[bytes, str]:
-        target = None if format is None else _normalize_format(format)
+    def _unchanged(self, resize: ResizePolicy | None, format: str | None) -> bool:
+        """True when ``resize``/``format`` leave the original bytes as they are."""
         source_format, size = self._read_header()
-        shrink = False
         if resize is not None:
             _check_pixels(size, self.max_pixels)
-            shrink = resize.target_size(*size) != size
-        if not shrink and (target is None or _same_format(target, source_format)):
+            if resize.target_size(*size) != size:
+                return False
+        return format is None or _same_format(_normalize_format(format), source_format)
+
+    def _encoded(self, resize: ResizePolicy | None, format: str | None) -> tuple[bytes, str]:
+        target = None if format is None else _normalize_format(format)
+        source_format = self._read_header()[0]
+        if self._unchanged(resize, format):
             return self.get_bytes(), source_format
         if target is None:
             Image.init()
@@ -581,10 +635,14 @@ class ImageRef:
         return self._encoded(resize, format)[0]
 
     def to_base64(self, resize: ResizePolicy | None = None, format: str | None = None) -> str:
+        if self._b64 is not None and self._unchanged(resize, format):
+            return self._b64
         return base64.b64encode(self.to_bytes(resize, format)).decode("ascii")
 
     def to_data_url(self, resize: ResizePolicy | None = None, format: str | None = None) -> str:
         """``data:<real mime type>;base64,...``."""
+        if self._b64 is not None and self._unchanged(resize, format):
+            return f"data:{self.mime_type};base64,{self._b64}"
         data, fmt = self._encoded(resize, format)
         return f"data:{_mime_type(fmt)};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -688,7 +746,10 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
     if head.startswith("data:"):
         if image_type not in ("url", "base64", "auto"):
             raise _mismatch(image_type, text)
-        return ImageRef("bytes", data=_decode_data_url(stripped), max_pixels=max_pixels)
+        data, b64 = _decode_data_url(stripped)
+        ref = ImageRef("bytes", data=data, max_pixels=max_pixels)
+        ref._b64 = b64
+        return ref
     if head.startswith("file:"):
         if image_type not in ("path", "auto"):
             raise _mismatch(image_type, text)
@@ -700,28 +761,37 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
             raise _mismatch(image_type, text)
         return _path_ref(text, max_pixels)
     if image_type == "base64":
-        data = _b64decode(text)
-        if data is None:
+        decoded = _b64decode_keeping_text(text)
+        if decoded is None:
             if _is_file(text) or _looks_like_path(text):
                 raise _mismatch(image_type, text)
             raise ImageDecodeError(f"invalid base64 data: {_preview(text)}")
-        return ImageRef("bytes", data=data, max_pixels=max_pixels)
+        ref = ImageRef("bytes", data=decoded[0], max_pixels=max_pixels)
+        ref._b64 = decoded[1]
+        return ref
     # auto
     if _is_file(text):
         return _path_ref(text, max_pixels)
-    data = _b64decode(text)
-    if data is not None:
+    decoded = _b64decode_keeping_text(text)
+    if decoded is not None:
+        raw, b64_text = decoded
+        if raw.startswith(_IMAGE_MAGIC) or raw[8:12] in (b"WEBP", b"ftyp"):
+            # A known signature: skip opening the header now; `validate` opens it anyway.
+            ref = ImageRef("bytes", data=raw, max_pixels=max_pixels)
+            ref._b64 = b64_text
+            return ref
         try:
-            image = _open_image(io.BytesIO(data))
+            image = _open_image(io.BytesIO(raw))
         except ImageDecodeError:
             pass
         else:
-            ref = ImageRef("bytes", data=data, max_pixels=max_pixels)
+            ref = ImageRef("bytes", data=raw, max_pixels=max_pixels)
             ref._header = (str(image.format), image.size)
+            ref._b64 = b64_text
             return ref
         if not _looks_like_path(text):
             raise ImageDecodeError(
-                f"base64 data that decodes to {len(data)} bytes of no known image format: "
+                f"base64 data that decodes to {len(raw)} bytes of no known image format: "
                 f"{_preview(text)}"
             )
     if _looks_like_path(text):

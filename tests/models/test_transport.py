@@ -548,3 +548,30 @@ def test_cancelled_requests_free_the_window(backend: Backend, base_url: str) -> 
 
     assert run(using(engine, main()))["echo"] == {"id": "after"}
     assert backend.total == 3
+
+
+def test_encode_json_splices_verbatim_strings_unescaped() -> None:
+    import json as _json
+
+    from pixtill.models.transport import Verbatim, encode_json
+
+    url = "data:image/png;base64," + "QUJD" * 1000
+    payload = {
+        "messages": [
+            {
+                "content": [
+                    {"type": "text", "text": 'say "hi"\n'},
+                    {"type": "image_url", "image_url": {"url": Verbatim(url)}},
+                ]
+            }
+        ],
+        "n": 2,
+    }
+    body = encode_json(payload)
+    assert _json.loads(body) == _json.loads(_json.dumps(payload))
+    assert url.encode() in body
+    # A payload that itself holds the marker is still encoded correctly.
+    tricky = {"a": Verbatim("x"), "b": "\x00pixtill-0"}
+    assert _json.loads(encode_json(tricky)) == {"a": "x", "b": "\x00pixtill-0"}
+    with pytest.raises(ValueError, match="no JSON escaping"):
+        Verbatim('has "quotes"')

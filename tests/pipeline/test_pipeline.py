@@ -234,6 +234,8 @@ def test_metadata_stays_a_struct_with_system_prompt_and_images(tmp_path: Path) -
         load >> task
     dataset = pipeline.run(use_cache=False)["cap"]
     raw_input = dataset[0][METADATA_COLUMN]["raw_input_cap"]
-    assert raw_input[0] == {"role": "system", "content": [
-        {"type": "text", "text": "Be terse.", "image": None}]}
+    assert raw_input[0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Be terse.", "image": None}],
+    }
     assert raw_input[1]["content"][1]["image"].startswith("sha256:")

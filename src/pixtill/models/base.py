@@ -7,6 +7,7 @@ the other: a task that asks for a text model cannot be handed an image model by 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -63,14 +64,19 @@ class AsyncBridge(PydanticModel):
 
     _loop_thread: LoopThread | None = PrivateAttr(default=None)
 
-    def _run_sync(self, coro: Awaitable[OutT]) -> OutT:
+    def submit(self, coro: Awaitable[OutT]) -> concurrent.futures.Future[OutT]:
+        """Start ``coro`` on the model's background loop and return at once, so that a caller
+        can go on preparing the next input while this one is sent."""
         if self._loop_thread is None:
             self._loop_thread = LoopThread(name=f"pixtill-{type(self).__name__}")
 
         async def _await() -> OutT:
             return await coro
 
-        return self._loop_thread.run(_await())
+        return self._loop_thread.submit(_await())
+
+    def _run_sync(self, coro: Awaitable[OutT]) -> OutT:
+        return self.submit(coro).result()
 
     def _stop_loop(self, closing: Callable[[], Awaitable[None]] | None = None) -> None:
         if self._loop_thread is None:

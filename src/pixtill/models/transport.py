@@ -36,7 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
 
-__all__ = ["EngineConfig", "EngineStats", "RequestEngine", "RequestError"]
+__all__ = [
+    "EngineConfig",
+    "EngineStats",
+    "RequestEngine",
+    "RequestError",
+    "Verbatim",
+    "encode_json",
+]
 
 _log = logging.getLogger("pixtill.transport")
 
@@ -49,6 +56,47 @@ _NON_RETRYABLE_CLIENT_ERRORS: tuple[type[BaseException], ...] = tuple(
     if hasattr(aiohttp, name)
 )
 _JSON_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+class Verbatim(str):
+    """A string that needs no JSON escaping (a base64 data URL), written into the request body
+    as is. The JSON encoder would otherwise scan every byte of every image on every request."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Verbatim:
+        if '"' in value or "\\" in value or not value.isprintable():
+            raise ValueError("a Verbatim string must need no JSON escaping")
+        return super().__new__(cls, value)
+
+
+def encode_json(payload: Any) -> bytes:
+    """Compact JSON of ``payload``; `Verbatim` strings are spliced in without escaping."""
+    verbatim: list[Verbatim] = []
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, Verbatim):
+            verbatim.append(value)
+            return f"\x00pixtill-{len(verbatim) - 1}"
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    text = _JSON_ENCODER.encode(swap(payload))
+    if not verbatim:
+        return text.encode()
+    pieces = text.split("\\u0000pixtill-")
+    if len(pieces) != len(verbatim) + 1:  # the payload itself holds the marker: play safe
+        return _JSON_ENCODER.encode(payload).encode()
+    out = [pieces[0].encode()]
+    for piece in pieces[1:]:
+        index, _, rest = piece.partition('"')
+        out.append(verbatim[int(index)].encode())
+        out.append(b'"')
+        out.append(rest.encode())
+    return b"".join(out)
 
 
 class EngineConfig(BaseModel):
@@ -242,7 +290,7 @@ class RequestEngine:
         Raises :class:`RequestError` when the request finally fails.
         """
         hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
-        status, body = await self._send(
+        status, body, _ = await self._send(
             "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
         )
         try:
@@ -260,6 +308,27 @@ class RequestEngine:
             ) from None
         self.stats.done += 1
         return result
+
+    async def post_bytes(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        tokens: int = 0,
+    ) -> tuple[bytes, str]:
+        """POST ``payload`` as JSON; return the raw body of the 2xx response and its media type
+        (e.g. ``"image/png"``; ``"application/octet-stream"`` when the server sends none).
+
+        For endpoints that answer with raw bytes (images). Same window, pacing, retries and size
+        cap as :meth:`post_json`; raises :class:`RequestError` when the request finally fails.
+        """
+        hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
+        _, body, content_type = await self._send(
+            "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
+        )
+        self.stats.done += 1
+        return body, content_type
 
     async def get_bytes(
         self, url: str, *, timeout: float | None = None, max_bytes: int | None = None
@@ -343,8 +412,9 @@ class RequestEngine:
         timeout: aiohttp.ClientTimeout,
         max_bytes: int,
         tokens: int,
-    ) -> tuple[int, bytes]:
-        """Run the attempts of one request; return ``(status, body)`` of the 2xx response.
+    ) -> tuple[int, bytes, str]:
+        """Run the attempts of one request; return ``(status, body, media type)`` of the 2xx
+        response.
 
         The payload is serialised once, when the first attempt has its slot: callers may queue
         thousands of requests without holding thousands of encoded bodies in memory.
@@ -368,13 +438,14 @@ class RequestEngine:
             started = perf_counter()
             try:
                 if data is None and payload is not None:
-                    data = _JSON_ENCODER.encode(payload).encode()  # TypeError/ValueError: raised
+                    data = encode_json(payload)  # TypeError/ValueError: raised
                 async with session.request(
                     method, url, data=data, headers=headers, timeout=timeout
                 ) as resp:
                     status = resp.status
                     if 200 <= status < 300:
                         body = await _read_body(resp, max_bytes, status)
+                        content_type = resp.content_type
                     else:
                         raise await _status_failure(resp, status)
             except _Failure as exc:
@@ -393,7 +464,7 @@ class RequestEngine:
                 if limit.record_success():
                     stats.concurrency_limit = limit.value
                     pool.wake()
-                return status, body
+                return status, body, content_type
             finally:
                 stats.in_flight -= 1
                 pool.release()

@@ -9,6 +9,7 @@ for its synchronous ``generate`` and hands it back on ``unload``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -39,10 +40,13 @@ class LoopThread:
                 self._loop, self._thread = loop, thread
             return self._loop
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the background loop; the caller goes on at once."""
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure())
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the background loop and wait for its result."""
-        loop = self._ensure()
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self.submit(coro).result()
 
     def stop(self) -> None:
         with self._lock:

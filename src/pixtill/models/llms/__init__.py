@@ -1,3 +1,4 @@
+from pixtill.models.llms.anthropic import AnthropicLLM
 from pixtill.models.llms.base import (
     LLM,
     AsyncLLM,
@@ -6,5 +7,17 @@ from pixtill.models.llms.base import (
     GenerateOutput,
     TokenStatistics,
 )
+from pixtill.models.llms.huggingface import InferenceEndpointsLLM
+from pixtill.models.llms.openai import OpenAILLM
 
-__all__ = ["LLM", "AsyncLLM", "ChatType", "FormattedInput", "GenerateOutput", "TokenStatistics"]
+__all__ = [
+    "LLM",
+    "AnthropicLLM",
+    "AsyncLLM",
+    "ChatType",
+    "FormattedInput",
+    "GenerateOutput",
+    "InferenceEndpointsLLM",
+    "OpenAILLM",
+    "TokenStatistics",
+]

@@ -8,6 +8,7 @@ and the reason in its metadata; the other rows of the batch are untouched.
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pydantic import Field, model_validator
 
 from pixtill.errors import RowError
 from pixtill.images import ImageError
-from pixtill.models.base import BaseModel
+from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationModel,
@@ -80,10 +81,11 @@ class _Task(Step):
         That needs an async model and the library's own `process`; a task that overrides
         `process` is run batch by batch exactly as written.
         """
-        return (
-            isinstance(self.model, (AsyncLLM, AsyncImageGenerationModel))
-            and type(self).process is _Task.process
-        )
+        return self.supports_async_model and type(self).process is _Task.process
+
+    @property
+    def supports_async_model(self) -> bool:
+        return isinstance(self.model, (AsyncLLM, AsyncImageGenerationModel))
 
     async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
         """Send one formatted row to an async model; a failure becomes failed results."""
@@ -242,17 +244,56 @@ class _Task(Step):
         by default their position in ``rows``.
         """
         numbers = list(row_numbers) if row_numbers is not None else list(range(len(rows)))
+        model = self.model
+        if isinstance(model, AsyncBridge) and self.supports_async_model:
+            return model._run_sync(self.aprocess_rows(rows, numbers))
+        prepared, errors = self._prepare_rows(rows, numbers)
+        order = sorted(prepared)
+        results = self._generate([prepared[i] for i in order]) if order else []
+        return self._assemble(rows, prepared, errors, dict(zip(order, results)))
+
+    async def aprocess_rows(self, rows: list[Row], row_numbers: Sequence[int]) -> list[list[Row]]:
+        """`process_rows` for an async model, on its event loop: each row is sent as soon as
+        it is formatted, so requests are in flight while later rows are still being checked."""
+        prepared: dict[int, Any] = {}
+        errors: dict[int, str] = {}
+        sent: dict[int, asyncio.Task[list[GenerationResult]]] = {}
+        for index, row in enumerate(rows):
+            if self._try_prepare(index, row, row_numbers[index], prepared, errors):
+                sent[index] = asyncio.create_task(self.agenerate_results(prepared[index]))
+            if index % 16 == 15:
+                await asyncio.sleep(0)  # let responses be handled between rows
+        results = {index: await task for index, task in sent.items()}
+        return self._assemble(rows, prepared, errors, results)
+
+    def _prepare_rows(
+        self, rows: list[Row], numbers: Sequence[int]
+    ) -> tuple[dict[int, Any], dict[int, str]]:
         prepared: dict[int, Any] = {}
         errors: dict[int, str] = {}
         for index, row in enumerate(rows):
-            try:
-                prepared[index] = self.prepare_row(row, numbers[index])
-            except RowError as exc:
-                self._logger.warning("%s", exc)
-                errors[index] = str(exc)
-        order = sorted(prepared)
-        results = self._generate([prepared[i] for i in order]) if order else []
-        by_index = dict(zip(order, results))
+            self._try_prepare(index, row, numbers[index], prepared, errors)
+        return prepared, errors
+
+    def _try_prepare(
+        self, index: int, row: Row, number: int, prepared: dict[int, Any], errors: dict[int, str]
+    ) -> bool:
+        """Prepare one row into ``prepared``, or record why it cannot be used in ``errors``."""
+        try:
+            prepared[index] = self.prepare_row(row, number)
+        except RowError as exc:
+            self._logger.warning("%s", exc)
+            errors[index] = str(exc)
+            return False
+        return True
+
+    def _assemble(
+        self,
+        rows: list[Row],
+        prepared: dict[int, Any],
+        errors: dict[int, str],
+        by_index: dict[int, list[GenerationResult]],
+    ) -> list[list[Row]]:
         return [
             self.rows_from_error(row, errors[index])
             if index in errors

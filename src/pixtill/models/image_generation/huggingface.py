@@ -1,0 +1,129 @@
+"""Hugging Face text-to-image: serverless (hf-inference), Inference Endpoints, or any server
+with the same task API (``{"inputs": prompt, "parameters": {...}}`` in, image bytes out)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pixtill.images import ImageError, ImageRef
+from pixtill.models.image_generation.base import (
+    AsyncImageGenerationModel,
+    ImageGenerationOutput,
+)
+from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
+from pixtill.models.remote import (
+    HF_ROUTER_URL,
+    HuggingFaceLocation,
+    InvalidResponseError,
+    excerpt,
+    merged_params,
+)
+from pixtill.models.transport import RequestEngine
+
+__all__ = ["InferenceEndpointsImageGeneration"]
+
+# Keys under which JSON-answering servers put the image.
+_IMAGE_KEYS = ("image", "images", "b64_json", "generated_image", "data", "output")
+
+
+class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGenerationModel):
+    """Text-to-image through Hugging Face's inference task API.
+
+    Give exactly one of ``model_id`` (serverless: ``POST
+    https://router.huggingface.co/hf-inference/models/<model_id>``), ``endpoint_name`` (a
+    dedicated Inference Endpoint, URL looked up at ``load()``) or ``base_url`` (the full URL to
+    POST to). Token as for `InferenceEndpointsLLM`.
+
+    ``generation_kwargs`` (``negative_prompt``, ``width``, ``height``, ``num_inference_steps``,
+    ``guidance_scale``, ``seed``, ...) go into ``parameters``; unset ones are left out. The
+    answer is raw image bytes (a JSON body holding a base64 image is understood too).
+    ``num_generations`` are separate requests; with a ``seed``, generation ``k`` uses
+    ``seed + k`` so the images differ and stay reproducible. Without a seed the server's cache
+    is bypassed so the images differ.
+    """
+
+    def _task_url(self) -> str:
+        if self.base_url:
+            return self.base_url
+        root = self._root_url()
+        if root == HF_ROUTER_URL:
+            return f"{root}/hf-inference/models/{self.model_id}"
+        return root  # a dedicated endpoint serves its model at its root
+
+    def _extra_headers(self) -> dict[str, str]:
+        return {"Accept": "image/png, image/*;q=0.9, application/json;q=0.5"}
+
+    async def agenerate(
+        self, input: str, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        engine = self._engine or await self._aengine()
+        parameters = merged_params(self.generation_kwargs, kwargs)
+        seed = parameters.get("seed")
+        url = self._task_url()
+        headers = None
+        if num_generations > 1 and seed is None:
+            headers = {"x-use-cache": "false"}  # identical requests would get one cached image
+
+        async def one(k: int) -> list[str]:
+            params = parameters
+            if isinstance(seed, int) and k > 0:
+                params = {**parameters, "seed": seed + k}
+            payload: dict[str, Any] = {"inputs": input}
+            if params:
+                payload["parameters"] = params
+            return [await self._request(engine, url, payload, headers)]
+
+        return await gather_images(
+            type(self).__name__, [(1, one(k)) for k in range(num_generations)]
+        )
+
+    async def _request(
+        self,
+        engine: RequestEngine,
+        url: str,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None,
+    ) -> str:
+        body, content_type = await self._post_bytes(engine, url, payload, headers=headers)
+        backend = type(self).__name__
+        if content_type.endswith("json") or body[:1] in (b"{", b"["):
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise InvalidResponseError(
+                    backend, f"malformed JSON body ({content_type}, {len(body)} bytes)"
+                ) from None
+            return _image_from_json(decoded, backend)
+        return image_b64_from_bytes(body, backend, f"the response ({content_type})")
+
+
+def _image_from_json(value: Any, backend: str) -> str:
+    """The base64 image inside a JSON answer (``{"image": ...}``, ``[{"generated_image": ...}]``,
+    ``{"data": [{"b64_json": ...}]}`` ...)."""
+    found = _find_image_string(value)
+    if found is None:
+        raise InvalidResponseError(backend, f"no image in the JSON response: {excerpt(value)}")
+    try:
+        data = ImageRef.from_value(found, "base64").get_bytes()
+    except ImageError as exc:
+        raise InvalidResponseError(
+            backend, f"the JSON response's image is invalid: {exc}"
+        ) from None
+    return image_b64_from_bytes(data, backend, "the JSON response's image")
+
+
+def _find_image_string(value: Any, depth: int = 0) -> str | None:
+    if depth > 4:
+        return None
+    if isinstance(value, str):
+        return value if len(value) >= 16 else None
+    if isinstance(value, list):
+        return _find_image_string(value[0], depth + 1) if value else None
+    if isinstance(value, dict):
+        for key in _IMAGE_KEYS:
+            if key in value:
+                found = _find_image_string(value[key], depth + 1)
+                if found is not None:
+                    return found
+    return None

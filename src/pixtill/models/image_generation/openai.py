@@ -1,0 +1,174 @@
+"""OpenAI's Images API (``POST /images/generations``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from pixtill.images import ImageError, ImageRef
+from pixtill.models.image_generation.base import (
+    AsyncImageGenerationModel,
+    ImageGenerationOutput,
+)
+from pixtill.models.remote import (
+    InvalidResponseError,
+    RemoteModel,
+    SecretField,
+    excerpt,
+    merged_params,
+    resolve_secret,
+)
+from pixtill.models.transport import RequestEngine
+
+__all__ = ["OpenAIImageGeneration", "failed", "gather_images", "image_b64_from_bytes"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+_RESERVED = ("model", "prompt", "n")
+
+
+def image_b64_from_bytes(data: bytes, backend: str, what: str = "the response") -> str:
+    """Base64 of ``data`` once its header shows it is an image (an error page is not)."""
+    try:
+        ImageRef.from_value(data).format  # noqa: B018 - reads the header only
+    except ImageError as exc:
+        raise InvalidResponseError(
+            backend, f"{what} is not an image ({len(data)} bytes: {exc})"
+        ) from None
+    return base64.b64encode(data).decode("ascii")
+
+
+def failed(error: BaseException | str) -> ImageGenerationOutput:
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"images": [None], "error": message}
+
+
+async def gather_images(
+    backend: str, jobs: list[tuple[int, Awaitable[list[str]]]]
+) -> list[ImageGenerationOutput]:
+    """Run requests concurrently; each ``(count, request)`` should give ``count`` images.
+
+    One output per expected image, in order: a failed request (or a short answer) gives failed
+    outputs for its images only; when nothing at all succeeded the first error is raised.
+    """
+    if len(jobs) == 1:  # no gather: one request, its error is the error
+        count, request = jobs[0]
+        results: list[list[str] | BaseException] = [await request]
+    else:
+        results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+    outputs: list[ImageGenerationOutput] = []
+    first_error: Exception | None = None
+    for (count, _), result in zip(jobs, results):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            first_error = first_error or result
+            outputs += [failed(result) for _ in range(count)]
+            continue
+        outputs += [{"images": [image]} for image in result[:count]]
+        if len(result) < count:
+            short = f"{backend}: asked for {count} images, got {len(result)}"
+            outputs += [failed(short) for _ in range(count - len(result))]
+    if first_error is not None and all(o["images"][0] is None for o in outputs):
+        raise first_error
+    return outputs
+
+
+class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
+    """Text-to-image with OpenAI's Images API (DALL·E, gpt-image) or a compatible server.
+
+    ``generation_kwargs`` go into the request (``size``, ``quality``, ``style``, ...). Images come
+    back as base64 (``response_format="b64_json"``, which gpt-image models always use); with
+    ``generation_kwargs={"response_format": "url"}`` the server answers with URLs, which are
+    fetched (with ``fetch_timeout`` and ``max_image_bytes``) and converted to base64, without the
+    API key. ``num_generations`` is sent as ``n``, split into requests of at most
+    ``max_n_per_request`` images (dall-e-3 takes only 1).
+    """
+
+    model: str = Field(default="dall-e-3", description="Image model, e.g. 'dall-e-3'.")
+    base_url: str = Field(default=OPENAI_BASE_URL, description="Root of the API (with /v1).")
+    api_key: SecretStr | None = SecretField("API key; defaults to OPENAI_API_KEY at load time.")
+    max_n_per_request: int | None = Field(
+        default=None,
+        ge=1,
+        description="Images per request at most (default: 1 for dall-e-3, else 10).",
+    )
+    fetch_timeout: float = Field(default=60.0, gt=0, description="Seconds to fetch an image URL.")
+    max_image_bytes: int = Field(default=50 * 2**20, ge=1, description="Size cap of a fetch.")
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def _auth_per_request(self) -> bool:
+        return True  # image URLs live on other hosts: the engine itself carries no key
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = resolve_secret(self.api_key, "OPENAI_API_KEY")
+        if key is None:
+            if self.base_url.rstrip("/") == OPENAI_BASE_URL:
+                raise ValueError(
+                    "OpenAIImageGeneration: no API key: pass api_key= or set OPENAI_API_KEY"
+                )
+            return {}
+        return {"Authorization": f"Bearer {key}"}
+
+    @property
+    def n_per_request(self) -> int:
+        if self.max_n_per_request is not None:
+            return self.max_n_per_request
+        return 1 if self.model == "dall-e-3" else 10
+
+    async def agenerate(
+        self, input: str, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        engine = self._engine or await self._aengine()
+        params = merged_params(self.generation_kwargs, kwargs)
+        for key in _RESERVED:
+            params.pop(key, None)
+        if self.model.startswith("gpt-image"):
+            params.pop("response_format", None)  # always base64; the API refuses the field
+        elif params.get("response_format") != "url":
+            params["response_format"] = "b64_json"
+        payload: dict[str, Any] = {"model": self.model, "prompt": input, **params}
+        per = self.n_per_request
+        counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
+        return await gather_images(
+            type(self).__name__,
+            [(count, self._request(engine, payload, count)) for count in counts],
+        )
+
+    async def _request(self, engine: RequestEngine, payload: dict[str, Any], n: int) -> list[str]:
+        url = f"{self.base_url.rstrip('/')}/images/generations"
+        body = await self._post_json(engine, url, {**payload, "n": n}, headers=self._request_auth)
+        backend = type(self).__name__
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not data:
+            raise InvalidResponseError(backend, f"the response has no data: {excerpt(body)}")
+        images: list[str] = []
+        fetches: dict[int, str] = {}
+        for k, item in enumerate(data):
+            b64 = item.get("b64_json") if isinstance(item, dict) else None
+            link = item.get("url") if isinstance(item, dict) else None
+            if isinstance(b64, str) and b64:
+                images.append(b64)
+            elif isinstance(link, str) and link:
+                images.append("")
+                fetches[k] = link
+            else:
+                raise InvalidResponseError(backend, f"image {k} has neither b64_json nor url")
+        if fetches:
+            fetched = await asyncio.gather(*(self._fetch(engine, u) for u in fetches.values()))
+            for k, image in zip(fetches, fetched):
+                images[k] = image
+        return images
+
+    async def _fetch(self, engine: RequestEngine, url: str) -> str:
+        data = await self._get_bytes(
+            engine, url, timeout=self.fetch_timeout, max_bytes=self.max_image_bytes
+        )
+        return image_b64_from_bytes(data, type(self).__name__, "the image at the returned URL")

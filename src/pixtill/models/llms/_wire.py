@@ -1,0 +1,238 @@
+"""The chat backends' wire helpers: image parts out, generations back.
+
+pixtill's ``{"type": "image", "image": ImageRef}`` parts become each provider's format here, at
+send time; `Choice` / `generate_output` / `fan_out` turn responses into a `GenerateOutput`.
+
+Encoding is CPU work. Bytes already in memory that need neither resizing nor re-encoding are
+base64-encoded inline (tens of microseconds for a typical image, cheaper than a thread hop);
+everything else (files, PIL images, resizing, formats the providers do not take) runs in a worker
+thread so the event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pixtill.images import ImageRef, ResizePolicy
+from pixtill.models.llms.base import FormattedInput, GenerateOutput
+from pixtill.models.transport import Verbatim
+
+__all__ = [
+    "Choice",
+    "anthropic_messages",
+    "fan_out",
+    "generate_output",
+    "image_data_url",
+    "openai_messages",
+    "prompt_chars",
+]
+
+# What the chat APIs accept as base64 images; anything else is sent as PNG.
+_SENDABLE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "GIF"})
+
+ImageDetail = Literal["auto", "low", "high"]
+
+
+def _as_ref(value: Any) -> ImageRef:
+    return ImageRef.from_value(value)
+
+
+def _inline_ok(ref: ImageRef, resize: ResizePolicy | None) -> bool:
+    if ref.kind != "bytes" or ref.format not in _SENDABLE_FORMATS:
+        return False
+    return resize is None or resize.target_size(*ref.size) == ref.size
+
+
+def _data_url_sync(ref: ImageRef, resize: ResizePolicy | None) -> str:
+    target = None if ref.format in _SENDABLE_FORMATS else "PNG"
+    return ref.to_data_url(resize, target)
+
+
+async def image_data_url(ref: ImageRef, resize: ResizePolicy | None = None) -> str:
+    """``data:<mime>;base64,...`` of ``ref``, shrunk by ``resize``, in a format chat APIs take.
+
+    Returned as `Verbatim`: base64 needs no JSON escaping, so the request body takes it as is.
+    """
+    if _inline_ok(ref, resize):
+        return Verbatim(ref.to_data_url())
+    if ref.kind == "url":
+        await ref.aget_bytes()
+    return Verbatim(await asyncio.to_thread(_data_url_sync, ref, resize))
+
+
+def _image_of(part: dict[str, Any]) -> ImageRef | None:
+    """The image of a content part, or None when it is not an image part."""
+    kind = part.get("type")
+    if kind == "image":
+        return _as_ref(part["image"])
+    if kind == "image_url":
+        value = part.get("image_url")
+        return _as_ref(value.get("url") if isinstance(value, dict) else value)
+    return None
+
+
+# --------------------------------------------------------------------- OpenAI
+
+
+async def _openai_part(
+    part: dict[str, Any], resize: ResizePolicy | None, detail: ImageDetail | None
+) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind == "image":
+        ref = _as_ref(part["image"])
+        url = ref.url if ref.url is not None else await image_data_url(ref, resize)
+        image_url: dict[str, Any] = {"url": url}
+        if detail is not None:
+            image_url["detail"] = detail
+        return {"type": "image_url", "image_url": image_url}
+    if kind == "image_url" and detail is not None:
+        value = part.get("image_url")
+        if isinstance(value, str):
+            return {"type": "image_url", "image_url": {"url": value, "detail": detail}}
+        if isinstance(value, dict) and "detail" not in value:
+            return {"type": "image_url", "image_url": {**value, "detail": detail}}
+    return part
+
+
+async def openai_messages(
+    messages: FormattedInput,
+    resize: ResizePolicy | None = None,
+    detail: ImageDetail | None = None,
+) -> list[dict[str, Any]]:
+    """OpenAI chat messages: image parts become ``image_url`` parts (http URLs untouched, other
+    images as data URLs)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [await _openai_part(part, resize, detail) for part in content]
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
+
+
+# --------------------------------------------------------------------- Anthropic
+
+
+async def _anthropic_block(part: dict[str, Any], resize: ResizePolicy | None) -> dict[str, Any]:
+    ref = _image_of(part)
+    if ref is None:
+        if part.get("type") == "text":
+            return {"type": "text", "text": str(part.get("text", ""))}
+        return part
+    if ref.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": ref.url}}
+    data_url = await image_data_url(ref, resize)
+    header, _, data = data_url.partition(",")
+    media_type = header[len("data:") :].partition(";")[0]
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": media_type, "data": data},
+    }
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+async def anthropic_messages(
+    messages: FormattedInput, resize: ResizePolicy | None = None
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """``(system, messages)`` for the Messages API: system turns are lifted to the top-level
+    ``system`` field (joined by blank lines); image parts become ``image`` blocks (URL source
+    for http URLs, else base64 with the media type sniffed from the bytes)."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        content = message.get("content")
+        if role == "system":
+            text = _text_of(content)
+            if text:
+                system.append(text)
+            continue
+        if isinstance(content, list):
+            content = [await _anthropic_block(part, resize) for part in content]
+        out.append({"role": role, "content": content})
+    return ("\n\n".join(system) if system else None), out
+
+
+# --------------------------------------------------------------------- estimates
+
+
+def prompt_chars(messages: FormattedInput) -> tuple[int, int]:
+    """``(characters of text, number of images)`` of a chat, for token estimates."""
+    chars = images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "text":
+                    chars += len(str(part.get("text", "")))
+                elif part.get("type") in ("image", "image_url"):
+                    images += 1
+    return chars, images
+
+
+# --------------------------------------------------------------------- responses
+
+
+@dataclass(slots=True)
+class Choice:
+    """One generation as parsed from a response (``text`` None and ``error`` set: failed)."""
+
+    text: str | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+
+
+def generate_output(choices: list[Choice]) -> GenerateOutput:
+    """Assemble per-generation choices; token lists only when every generation has them."""
+    output: GenerateOutput = {"generations": [c.text for c in choices], "statistics": {}}
+    ins = [c.input_tokens for c in choices]
+    outs = [c.output_tokens for c in choices]
+    if all(v is not None for v in ins):
+        output["statistics"]["input_tokens"] = [v for v in ins if v is not None]
+    if all(v is not None for v in outs):
+        output["statistics"]["output_tokens"] = [v for v in outs if v is not None]
+    errors = [c.error for c in choices if c.text is None and c.error]
+    if errors:
+        output["error"] = errors[0]
+    return output
+
+
+async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[Choice]:
+    """Run ``one(k)`` for k in range(count) concurrently; each gives one `Choice`. A failed
+    request becomes a failed choice; when every request failed, the first error is raised."""
+    if count == 1:
+        return [await one(0)]
+    results = await asyncio.gather(*(one(k) for k in range(count)), return_exceptions=True)
+    choices: list[Choice] = []
+    first_error: BaseException | None = None
+    for result in results:
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            first_error = first_error or result
+            choices.append(Choice(None, error=f"{type(result).__name__}: {result}"))
+        else:
+            choices.append(result)
+    if first_error is not None and all(c.text is None for c in choices):
+        raise first_error
+    return choices

@@ -1,0 +1,153 @@
+"""Anthropic's Messages API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from pixtill.models.llms._wire import (
+    Choice,
+    anthropic_messages,
+    fan_out,
+    generate_output,
+    prompt_chars,
+)
+from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
+from pixtill.models.remote import (
+    InvalidResponseError,
+    RemoteModel,
+    SecretField,
+    excerpt,
+    merged_params,
+    resolve_secret,
+)
+from pixtill.models.transport import RequestEngine
+
+__all__ = ["AnthropicLLM"]
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+DEFAULT_MAX_TOKENS = 1024
+_RESERVED = ("model", "messages", "system", "stream", "n", "seed")
+_IMAGE_TOKEN_ESTIMATE = 256
+
+
+class AnthropicLLM(RemoteModel, AsyncLLM):
+    """A Claude model through the Messages API (``POST {base_url}/v1/messages``).
+
+    System messages go to the top-level ``system`` field. Images become ``image`` blocks: http(s)
+    URLs as a ``url`` source, everything else as ``base64`` with the media type sniffed from the
+    bytes (formats the API does not take are sent as PNG). ``max_tokens`` (required by the API)
+    defaults to 1024; OpenAI-style ``stop`` and ``max_completion_tokens`` are translated, other
+    ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``...) go as
+    they are. The API has no ``n``: several generations are separate requests.
+    """
+
+    model: str = Field(description="Model name, e.g. 'claude-sonnet-4-5'.")
+    base_url: str = Field(default=ANTHROPIC_BASE_URL, description="Root of the API.")
+    api_key: SecretStr | None = SecretField("API key; defaults to ANTHROPIC_API_KEY at load time.")
+    anthropic_version: str = Field(default="2023-06-01", description="`anthropic-version` header.")
+    generation_kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"max_tokens": DEFAULT_MAX_TOKENS},
+        description="Sent with every request; max_tokens is 1024 when not given.",
+    )
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = resolve_secret(self.api_key, "ANTHROPIC_API_KEY")
+        if key is None:
+            if self.base_url.rstrip("/") == ANTHROPIC_BASE_URL:
+                raise ValueError("AnthropicLLM: no API key: pass api_key= or set ANTHROPIC_API_KEY")
+            return {}
+        return {"x-api-key": key}
+
+    def _extra_headers(self) -> dict[str, str]:
+        return {"anthropic-version": self.anthropic_version}
+
+    def _messages_url(self) -> str:
+        root = self.base_url.rstrip("/")
+        return f"{root}/messages" if root.endswith("/v1") else f"{root}/v1/messages"
+
+    async def agenerate(
+        self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
+    ) -> GenerateOutput:
+        engine = self._engine or await self._aengine()
+        async with self._gate():
+            return await self._agenerate(engine, input, num_generations, kwargs)
+
+    async def _agenerate(
+        self,
+        engine: RequestEngine,
+        input: FormattedInput,
+        num_generations: int,
+        kwargs: dict[str, Any],
+    ) -> GenerateOutput:
+        params = _anthropic_params(merged_params(self.generation_kwargs, kwargs))
+        system, messages = await anthropic_messages(input, self.image_resize)
+        payload: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+        if system is not None:
+            payload["system"] = system
+        tokens = 0
+        if self.tokens_per_minute is not None:
+            chars, images = prompt_chars(input)
+            tokens = chars // 4 + images * _IMAGE_TOKEN_ESTIMATE + int(params["max_tokens"])
+        url = self._messages_url()
+
+        async def one(_: int) -> Choice:
+            body = await self._post_json(engine, url, payload, tokens=tokens)
+            return self._parse(body)
+
+        return generate_output(await fan_out(num_generations, one))
+
+    def _parse(self, body: Any) -> Choice:
+        if not isinstance(body, dict):
+            raise InvalidResponseError(
+                "AnthropicLLM", f"expected a JSON object, got {excerpt(body)}"
+            )
+        content = body.get("content")
+        if not isinstance(content, list):
+            if body.get("error"):
+                raise InvalidResponseError(
+                    "AnthropicLLM", f"the server answered {excerpt(body['error'])}"
+                )
+            raise InvalidResponseError(
+                "AnthropicLLM", f"the response has no content: {excerpt(body)}"
+            )
+        texts = [
+            str(block.get("text", ""))
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text"
+        ]
+        if not texts:
+            raise InvalidResponseError(
+                "AnthropicLLM",
+                f"the response has no text block (stop_reason={body.get('stop_reason')!r})",
+            )
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
+        input_tokens = _int(usage.get("input_tokens"))
+        if input_tokens is not None:  # cached prompt tokens are counted apart
+            for key in ("cache_creation_input_tokens", "cache_read_input_tokens"):
+                input_tokens += _int(usage.get(key)) or 0
+        return Choice("".join(texts), input_tokens, _int(usage.get("output_tokens")))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _anthropic_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Generation kwargs in the Messages API's names; ``max_tokens`` always set."""
+    for key in _RESERVED:
+        params.pop(key, None)
+    if "max_completion_tokens" in params:
+        params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+    params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+    if "stop" in params:
+        stop = params.pop("stop")
+        params.setdefault("stop_sequences", [stop] if isinstance(stop, str) else list(stop))
+    return params

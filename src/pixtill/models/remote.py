@@ -1,0 +1,424 @@
+"""What every HTTP backend shares: engine settings, the engine's lifecycle, and secrets.
+
+`RemoteModel` is a configuration mixin for the network backends (`OpenAILLM`, `AnthropicLLM`,
+`InferenceEndpointsLLM`, `OpenAIImageGeneration`, `InferenceEndpointsImageGeneration`). It owns
+one :class:`~pixtill.models.transport.RequestEngine` built at ``load()`` (or on the first call),
+closed by ``aclose()`` / ``unload()``.
+
+Secrets: API keys are ``SecretStr`` fields excluded from ``model_dump``, ``repr`` and ``str``.
+A key not given as an argument is read from the environment at load time; either way it then
+travels only as a request header through the engine (never in URLs, payloads, logs or metadata),
+and a failed request's error is scrubbed of it in case a server echoes it back. Copies and
+pickles of a model carry its configuration, never its engine or resolved credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from pixtill.images import ResizePolicy
+from pixtill.models.base import BaseModel
+from pixtill.models.transport import EngineConfig, RequestEngine, RequestError
+
+__all__ = [
+    "HF_ROUTER_URL",
+    "HuggingFaceLocation",
+    "InvalidResponseError",
+    "RemoteModel",
+    "SecretField",
+    "excerpt",
+    "merged_params",
+    "resolve_endpoint_url",
+    "resolve_hf_token",
+    "resolve_secret",
+]
+
+HF_ROUTER_URL = "https://router.huggingface.co"
+
+
+def SecretField(description: str) -> Any:
+    """A secret: never dumped, never shown in ``repr``."""
+    return Field(default=None, exclude=True, repr=False, description=description)
+
+
+class InvalidResponseError(RuntimeError):
+    """A 2xx response whose body is not what the backend's API promises."""
+
+    def __init__(self, backend: str, message: str) -> None:
+        self.backend = backend
+        super().__init__(f"{backend}: {message}")
+
+
+def excerpt(value: Any, limit: int = 200) -> str:
+    """A short description of an unexpected response body for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class RemoteModel(BaseModel):
+    """Settings and lifecycle of a model served over HTTP (mix in before `AsyncLLM` or
+    `AsyncImageGenerationModel`).
+
+    Subclasses declare ``base_url`` (and ``api_key`` when they need one) and implement
+    `_auth_headers` (called once, at load time).
+    """
+
+    base_url: str | None = Field(default=None, description="Root URL of the server.")
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="Requests in flight at most (a sliding window)."
+    )
+    timeout: float = Field(default=120.0, gt=0, description="Seconds per attempt.")
+    max_retries: int = Field(
+        default=6, ge=0, description="Retries of a request after 429/408/5xx/timeouts."
+    )
+    backoff_base: float = Field(default=0.5, ge=0, description="First retry delay (seconds).")
+    backoff_max: float = Field(default=30.0, ge=0, description="Longest retry delay (seconds).")
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(
+        default=None, gt=0, description="Pace requests by an estimate of the tokens they use."
+    )
+    image_resize: ResizePolicy | None = Field(
+        default=None,
+        description="Shrink images before sending them (URLs the server fetches are untouched).",
+    )
+    trust_env: bool = Field(
+        default=False, description="Honour HTTP(S)_PROXY / NO_PROXY from the environment."
+    )
+
+    # Runtime state: built by `load()` or the first call; never copied nor pickled.
+    _engine: RequestEngine | None = PrivateAttr(default=None)
+    _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = (
+        PrivateAttr(default=None)
+    )
+    _secrets: tuple[str, ...] = PrivateAttr(default=())
+    _post_auth: dict[str, str] | None = PrivateAttr(default=None)
+
+    # ----------------------------------------------------------------- for subclasses
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Headers that carry credentials (resolved at load time). None by default."""
+        return {}
+
+    def _extra_headers(self) -> dict[str, str]:
+        """Headers every request carries that are not secret."""
+        return {}
+
+    def _prepare(self) -> None:
+        """Resolve what the backend needs before its first request (may block: runs at
+        ``load()``, or in a worker thread on the first call)."""
+
+    @property
+    def _auth_per_request(self) -> bool:
+        """True when credentials go with each POST instead of living in the engine (so that
+        fetching a URL on another host, e.g. a generated image, never carries the key)."""
+        return False
+
+    # ----------------------------------------------------------------- copies
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickle the configuration only: no engine, sessions or resolved credentials."""
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private:
+            state["__pydantic_private__"] = _without_runtime(private)
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        """A deep copy of the configuration, without the runtime state (``model_copy(deep=True)``
+        of a model in use would otherwise try to copy its connections and event loop)."""
+        clone = self.__copy__()
+        if clone.__pydantic_private__:
+            clone.__pydantic_private__ = _without_runtime(clone.__pydantic_private__)
+        return BaseModel.__deepcopy__(clone, memo)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def load(self) -> None:
+        super().load()
+        if self._engine is None:
+            self._engine = self._build_engine()
+
+    def unload(self) -> None:
+        super().unload()  # closes the engine on the model's loop (``aclose``) if it has one
+        for name, value in _RUNTIME_DEFAULTS.items():
+            if name != "_loop_thread":
+                setattr(self, name, value)
+
+    async def aclose(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.close()
+
+    def _engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            max_concurrent_requests=self.max_concurrent_requests,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+            trust_env=self.trust_env,
+        )
+
+    def _build_engine(self) -> RequestEngine:
+        self._prepare()
+        auth = self._auth_headers()
+        self._secrets = tuple(_secret_parts(auth.values()))
+        headers = self._extra_headers()
+        if self._auth_per_request:
+            self._post_auth = auth or None
+        else:
+            headers.update(auth)
+        return RequestEngine(self._engine_config(), headers=headers)
+
+    async def _aengine(self) -> RequestEngine:
+        """The engine, built on first use when ``load()`` was not called."""
+        engine = self._engine
+        if engine is None:
+            built = await asyncio.to_thread(self._build_engine)
+            engine = self._engine = self._engine or built
+        return engine
+
+    @property
+    def _request_auth(self) -> dict[str, str] | None:
+        """Credentials to send with each POST when `_auth_per_request` is set (else None)."""
+        return self._post_auth
+
+    def request_stats(self) -> dict[str, float | int] | None:
+        """The engine's live counters: in flight, done, retried, failed, rate limited..."""
+        return None if self._engine is None else self._engine.stats.snapshot()
+
+    # ----------------------------------------------------------------- requests
+
+    def _gate(self) -> asyncio.Semaphore:
+        """Admission of inputs on the running loop: at most ``max_concurrent_requests`` inputs
+        encode their images and send at a time. The engine's window bounds requests on the
+        wire; this bounds encoded payloads in memory, so that thousands of queued inputs do
+        not each hold a base64 copy of their images while they wait for a slot."""
+        loop = asyncio.get_running_loop()
+        gates = self._gates
+        if gates is None:
+            gates = self._gates = weakref.WeakKeyDictionary()
+        gate = gates.get(loop)
+        if gate is None:
+            gate = gates[loop] = asyncio.Semaphore(self.max_concurrent_requests)
+        return gate
+
+    async def _post_json(
+        self,
+        engine: RequestEngine,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        tokens: int = 0,
+    ) -> Any:
+        """`RequestEngine.post_json`, with a failure's error scrubbed of secrets."""
+        try:
+            return await engine.post_json(url, payload, headers=headers, tokens=tokens)
+        except RequestError as exc:
+            error = self._scrub(exc)
+        raise error  # outside the handler: the unscrubbed error is not its __context__
+
+    async def _post_bytes(
+        self,
+        engine: RequestEngine,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, str]:
+        try:
+            return await engine.post_bytes(url, payload, headers=headers)
+        except RequestError as exc:
+            error = self._scrub(exc)
+        raise error
+
+    async def _get_bytes(
+        self, engine: RequestEngine, url: str, *, timeout: float, max_bytes: int
+    ) -> bytes:
+        try:
+            return await engine.get_bytes(url, timeout=timeout, max_bytes=max_bytes)
+        except RequestError as exc:
+            error = self._scrub(exc)
+        raise error
+
+    # ----------------------------------------------------------------- errors
+
+    def _scrub(self, exc: RequestError) -> RequestError:
+        """``exc`` with any secret removed (servers sometimes echo a bad key back)."""
+        text = str(exc)
+        if not any(secret in text for secret in self._secrets):
+            return exc
+
+        def clean(value: str) -> str:
+            for secret in self._secrets:
+                value = value.replace(secret, "***")
+            return value
+
+        return RequestError(
+            exc.reason,
+            status=exc.status,
+            body=clean(exc.body),
+            attempts=exc.attempts,
+            retryable=exc.retryable,
+            method=exc.method,
+            url=clean(exc.url),
+            detail=clean(exc.detail),
+        )
+
+
+_RUNTIME_DEFAULTS: dict[str, Any] = {
+    "_engine": None,
+    "_gates": None,
+    "_secrets": (),
+    "_post_auth": None,
+    "_loop_thread": None,  # the async bridge's background loop (see `AsyncBridge`)
+}
+
+
+def _without_runtime(private: dict[str, Any]) -> dict[str, Any]:
+    return {k: _RUNTIME_DEFAULTS.get(k, v) for k, v in private.items()}
+
+
+def _secret_parts(values: Any) -> list[str]:
+    """The secret strings inside header values (``Bearer <key>`` -> the key too)."""
+    parts: list[str] = []
+    for value in values:
+        parts.append(value)
+        _, _, token = value.partition(" ")
+        if len(token) >= 4:
+            parts.append(token)
+    return [p for p in parts if len(p) >= 4]
+
+
+def resolve_secret(value: SecretStr | None, *env_vars: str) -> str | None:
+    """The argument's value, else the first environment variable that is set and non-empty."""
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    for name in env_vars:
+        found = os.environ.get(name)
+        if found:
+            return found
+    return None
+
+
+# --------------------------------------------------------------------- Hugging Face
+
+
+def resolve_hf_token(value: SecretStr | None, *, saved: bool = True) -> str | None:
+    """``api_key``, else ``HF_TOKEN``, else (with ``saved``) the token saved by
+    ``huggingface-cli login``."""
+    token = resolve_secret(value, "HF_TOKEN")
+    if token is not None or not saved:
+        return token
+    try:
+        from huggingface_hub import get_token
+    except ImportError:  # pragma: no cover - huggingface_hub is optional
+        return None
+    return get_token()
+
+
+class HuggingFaceLocation(RemoteModel):
+    """Where a Hugging Face model is served: exactly one of ``model_id`` (serverless, through
+    the Inference Providers router), ``endpoint_name`` (a dedicated Inference Endpoint, whose URL
+    is looked up at load time) or ``base_url`` (any server, e.g. a local TGI; ``model_id`` may
+    accompany it to name the model)."""
+
+    model_id: str | None = Field(default=None, description="Hub model id, e.g. 'org/model'.")
+    endpoint_name: str | None = Field(default=None, description="Inference Endpoint name.")
+    endpoint_namespace: str | None = Field(
+        default=None, description="Owner of the Inference Endpoint (user or organisation)."
+    )
+    api_key: SecretStr | None = SecretField(
+        "Hugging Face token; defaults to HF_TOKEN, then the saved login token."
+    )
+
+    _endpoint_url: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_location(self) -> HuggingFaceLocation:
+        given = [
+            name
+            for name, value in (
+                ("model_id", self.model_id),
+                ("endpoint_name", self.endpoint_name),
+                ("base_url", self.base_url),
+            )
+            if value
+        ]
+        if given == ["model_id", "base_url"]:
+            return self
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of model_id, endpoint_name or base_url "
+                f"(model_id may accompany base_url); got {given or 'none'}"
+            )
+        if self.endpoint_namespace and not self.endpoint_name:
+            raise ValueError("endpoint_namespace only goes with endpoint_name")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id or self.endpoint_name or self.base_url or ""
+
+    def _prepare(self) -> None:
+        if self.endpoint_name and self._endpoint_url is None:
+            self._endpoint_url = resolve_endpoint_url(
+                self.endpoint_name, self.endpoint_namespace, resolve_hf_token(self.api_key)
+            )
+
+    def _root_url(self) -> str:
+        """The server root the backend appends its route to (no trailing slash)."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.endpoint_name:
+            if self._endpoint_url is None:
+                self._prepare()
+            assert self._endpoint_url is not None
+            return self._endpoint_url.rstrip("/")
+        return HF_ROUTER_URL
+
+    def _auth_headers(self) -> dict[str, str]:
+        # A custom base_url gets a token given explicitly (argument or HF_TOKEN), never the
+        # saved login token: that one is for Hugging Face's own servers.
+        token = resolve_hf_token(self.api_key, saved=not self.base_url)
+        if token is None:
+            if not self.base_url:
+                raise ValueError(
+                    f"{type(self).__name__}: no Hugging Face token: pass api_key=, set HF_TOKEN "
+                    "or run `huggingface-cli login`"
+                )
+            return {}
+        return {"Authorization": f"Bearer {token}"}
+
+
+def resolve_endpoint_url(name: str, namespace: str | None, token: str | None) -> str:
+    """The URL of a running Inference Endpoint (asks the Hub: network)."""
+    try:
+        from huggingface_hub import get_inference_endpoint
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is optional
+        raise ImportError(
+            "endpoint_name needs huggingface_hub: pip install huggingface_hub"
+        ) from exc
+    endpoint = get_inference_endpoint(name, namespace=namespace, token=token)
+    url = endpoint.url
+    if not url:
+        raise ValueError(
+            f"Inference Endpoint {name!r} has no URL (status {endpoint.status!r}); is it running?"
+        )
+    return str(url)
+
+
+def merged_params(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``generation_kwargs`` with a call's keyword arguments on top (``None`` values dropped)."""
+    params = {**defaults, **overrides} if overrides else dict(defaults)
+    return {k: v for k, v in params.items() if v is not None}
