@@ -352,5 +352,50 @@ register(
 )
 
 
+def _tiny_models_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="folder to build them in (default: the pixtill cache folder)",
+    )
+
+
+def _tiny_models(args: argparse.Namespace) -> int:
+    from pixtill.tiny_models import ensure_tiny_models
+
+    vlm, text_to_image = ensure_tiny_models(args.output)
+    print(f"Tiny vision-language model (random weights): {vlm}")
+    print(f"Tiny text-to-image pipeline (random weights): {text_to_image}")
+    print("Use them as TransformersLLM(model=...) and DiffusersImageGeneration(model=...).")
+    return EXIT_OK
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from pixtill import demo
+
+    demo.add_arguments(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pixtill import demo
+
+    return demo.run(args)
+
+
+register(
+    "demo",
+    help="caption, question and repaint sample images offline, and write the dataset",
+    add_arguments=_demo_arguments,
+    handler=_demo,
+)
+register(
+    "tiny-models",
+    help="build the tiny random offline models (no network) and print where they are",
+    add_arguments=_tiny_models_arguments,
+    handler=_tiny_models,
+)
+
+
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

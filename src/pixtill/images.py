@@ -461,7 +461,7 @@ class ImageRef:
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
         if isinstance(value, ImageRef):
-            if max_pixels is None or max_pixels == value._max_pixels:
+            if max_pixels is None or max_pixels == value.max_pixels:
                 return value
             clone = copy.copy(value)
             clone._max_pixels = max_pixels

@@ -65,7 +65,10 @@ class Verbatim(str):
     __slots__ = ()
 
     def __new__(cls, value: str) -> Verbatim:
-        if '"' in value or "\\" in value or not value.isprintable():
+        # ASCII without quotes or backslashes. Control characters are the caller's promise
+        # (strictly decoded or freshly encoded base64 has none): scanning for them would cost
+        # more than the escaping this saves.
+        if not value.isascii() or '"' in value or "\\" in value:
             raise ValueError("a Verbatim string must need no JSON escaping")
         return super().__new__(cls, value)
 

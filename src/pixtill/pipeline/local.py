@@ -18,7 +18,6 @@ soon as a row is done, so a killed run resumes without repeating a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixtill.errors import RowError
-from pixtill.images import ImageError, coerce_image
+from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.pipeline.cache import ResponseCache, row_key, step_signature
 from pixtill.pipeline.progress import RequestStats, RunObserver, RunSummary, StepSummary
 from pixtill.pipeline.writer import ShardWriter
@@ -261,7 +260,7 @@ class LocalExecutor:
                 task.cancel()
 
     async def _task_row(self, step: _Task, signature: str, item: Item) -> list[Row]:
-        row = step._rename_inputs([item.row])[0]
+        row = _with_image_refs(step, step._rename_inputs([item.row])[0])
         key = self._row_key(step, row) if self.cache else ""
         cached = self.cache.get(signature, key) if self.cache else None
         if cached is not None:
@@ -281,13 +280,7 @@ class LocalExecutor:
         return step._rename_outputs(rows, output_mappings=False)
 
     def _row_key(self, step: _Step, row: Row) -> str:
-        columns = list(step.get_inputs())
-        keyed = dict(row)
-        for column in step.image_columns():
-            if column in keyed and not isinstance(keyed[column], (list, tuple)):
-                with contextlib.suppress(ImageError):
-                    keyed[column] = coerce_image(keyed[column])
-        return row_key(keyed, columns)
+        return row_key(row, list(step.get_inputs()))
 
     # -- batch steps ---------------------------------------------------------------------
     async def _run_batches(self, name: str, step: Step) -> None:
@@ -364,7 +357,7 @@ class LocalExecutor:
 
     def _task_batch(self, step: _Task, items: list[Item]) -> list[Item]:
         signature = step_signature(step) if self.cache else ""
-        rows = [step._rename_inputs([item.row])[0] for item in items]
+        rows = [_with_image_refs(step, step._rename_inputs([item.row])[0]) for item in items]
         keys = [self._row_key(step, row) for row in rows] if self.cache else []
         cached = self.cache.get_many(signature, keys) if self.cache else {}
         todo = [i for i in range(len(items)) if not self.cache or keys[i] not in cached]
@@ -424,6 +417,31 @@ def _worker_error(step: str, exc: BaseException) -> Exception:
     from pixtill.pipeline.dag import PipelineError
 
     return PipelineError(f"step {step!r} failed: {type(exc).__name__}: {exc}")
+
+
+def _with_image_refs(step: _Step, row: Row) -> Row:
+    """The row with the step's image inputs decoded into `ImageRef`s, once.
+
+    The cache key, the task and the Parquet writer then share one decoded image instead of
+    each decoding the base64 again. A value that does not coerce is left for the task to
+    report as a row error.
+    """
+    image_type: ImageType = getattr(step, "image_type", "auto")
+    out = row
+    for column in step.image_columns():
+        value = row.get(column)
+        if value is None or isinstance(value, (list, tuple, ImageRef)):
+            continue
+        try:
+            ref = coerce_image(value, image_type)
+        except ImageError:
+            continue
+        if ref.kind == "url":
+            continue  # URLs stay strings: nothing to share, and the dataset must not fetch them
+        if out is row:
+            out = dict(row)
+        out[column] = ref
+    return out
 
 
 def _fan_out(item: Item, rows: list[Row]) -> list[Item]:

@@ -71,9 +71,9 @@ def _is_url(value: object) -> bool:
 
 def to_hf_image(value: Any, *, column: str | None = None, row: int | None = None) -> Any:
     """``value`` as a Hugging Face image dict ``{"bytes", "path"}`` with the bytes embedded; None
-    stays None. An http(s) URL is kept as the path (never fetched). The image is decoded once, so
-    that a truncated or corrupt one fails here (`ImageError`) rather than when the dataset is
-    read."""
+    stays None. An http(s) URL is kept as the path (never fetched). The image is checked
+    (`ImageRef.validate`), so that a truncated or corrupt one fails here (`ImageError`) rather
+    than when the dataset is read."""
     if value is None:
         return None
     if _is_url(value):
@@ -95,7 +95,9 @@ def to_hf_image(value: Any, *, column: str | None = None, row: int | None = None
         path = given_path
     if ref.kind != "pil":  # a PIL image was encoded by us
         try:
-            ImageRef("bytes", data=data).validate(decode=True)
+            # Header, pixel limit and file structure (a truncated PNG fails here); decoding
+            # every pixel of every image would cost more than the rest of the write.
+            ImageRef("bytes", data=data).validate()
         except ImageError as exc:
             raise exc.at(row=row, column=column) from exc
     return {"bytes": data, "path": path}

@@ -9,6 +9,7 @@ from pixtill.models.llms.base import (
 )
 from pixtill.models.llms.huggingface import InferenceEndpointsLLM
 from pixtill.models.llms.openai import OpenAILLM
+from pixtill.models.llms.transformers import TransformersLLM
 
 __all__ = [
     "LLM",
@@ -20,4 +21,5 @@ __all__ = [
     "InferenceEndpointsLLM",
     "OpenAILLM",
     "TokenStatistics",
+    "TransformersLLM",
 ]

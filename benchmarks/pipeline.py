@@ -1,0 +1,165 @@
+"""A whole `Pipeline` run against a bare aiohttp loop (a script, not a test).
+
+    .venv/bin/python benchmarks/pipeline.py                       # 2,000 and 20,000 rows
+    .venv/bin/python benchmarks/pipeline.py --rows 500 --latency-ms 0 --concurrency 64
+
+The setup of `request_engine.py` (a local OpenAI-compatible server in its own process, ~40 KB
+noise PNGs held as base64), but driven through ``Pipeline``: a lazy loader ->
+``TextGenerationWithImage`` + ``OpenAILLM``, with the cache on and the dataset written (Parquet
+shards with real image columns, then the `Distiset`). Each run is a fresh subprocess, so its
+peak RSS is its own. Printed per row count: pixtill rows/s, bare-loop rows/s at the same
+concurrency, their ratio, the Little's-law limit, peak RSS, and the cache size on disk relative
+to the image bytes the rows held. Targets: >= 0.8x the bare loop; RSS at 20,000 rows no more
+than 1.2x that at 2,000; cache <= 1.1x the image bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+import request_engine as engine_bench
+
+
+def lazy_rows(n: int, pool: list[str]) -> Iterator[dict[str, Any]]:
+    for i in range(n):
+        yield {"instruction": f"Describe image {i}.", "image": pool[i % len(pool)]}
+
+
+def run_pipeline(base_url: str, rows: int, concurrency: int, workdir: Path) -> dict[str, float]:
+    import pixtill.distiset  # noqa: F401  (imported before timing: a one-time cost)
+    from pixtill.models.llms import OpenAILLM
+    from pixtill.pipeline import Pipeline
+    from pixtill.steps import LoadDataFromIterable
+    from pixtill.steps.tasks import TextGenerationWithImage
+
+    pool = engine_bench.make_pool(40_000)
+    with Pipeline(name="bench", cache_dir=workdir / "cache") as pipeline:
+        load = LoadDataFromIterable(data=lazy_rows(rows, pool), batch_size=100)
+        caption = TextGenerationWithImage(
+            name="caption",
+            llm=OpenAILLM(
+                model=engine_bench.MODEL,
+                base_url=base_url,
+                api_key=engine_bench.API_KEY,
+                max_concurrent_requests=concurrency,
+            ),
+        )
+        load >> caption
+    started = time.perf_counter()
+    distiset = pipeline.run(output_dir=workdir / "out", rows_per_shard=1000)
+    elapsed = time.perf_counter() - started
+    dataset = distiset["caption"]
+    if len(dataset) != rows or dataset["generation"][:1] == [None]:
+        raise SystemExit(f"pixtill: {len(dataset)} rows written, expected {rows}")
+    image_bytes = sum(len(base64.b64decode(pool[i % len(pool)])) for i in range(rows))
+    cache = workdir / "cache"
+    cache_bytes = sum(p.stat().st_size for p in cache.glob("cache.sqlite*"))
+    return {"elapsed": elapsed, "cache_ratio": cache_bytes / image_bytes}
+
+
+def client_main(args: argparse.Namespace) -> None:
+    base_url = f"http://127.0.0.1:{args.port}/lat/{args.latency_ms}/v1"
+    if args.client == "bare":
+        pool = engine_bench.make_pool(40_000)
+        rows = engine_bench.rows_for(args.rows, pool)
+        result = {"elapsed": engine_bench.run_bare(base_url, rows, args.concurrency)}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_pipeline(base_url, args.rows, args.concurrency, Path(tmp))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def run_client(client: str, port: int, rows: int, args: argparse.Namespace) -> dict[str, float]:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--client",
+        client,
+        "--port",
+        str(port),
+        "--rows",
+        str(rows),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{client} client failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--client", choices=["pixtill", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        args.rows = args.rows[0]
+        client_main(args)
+        return
+    server = subprocess.Popen(
+        [sys.executable, engine_bench.__file__, "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        limit = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else None
+        print(
+            f"latency {args.latency_ms} ms, concurrency {args.concurrency}, ~40 KB PNG per row; "
+            f"Little's-law limit: {f'{limit:.0f} rows/s' if limit else 'n/a'}"
+        )
+        header = (
+            f"{'rows':>7} {'pixtill r/s':>12} {'bare r/s':>9} {'ratio':>6} "
+            f"{'pix/limit':>9} {'pix RSS MB':>10} {'bare RSS MB':>11} {'cache/images':>12}"
+        )
+        print(header)
+        print("-" * len(header))
+        rss_by_rows = {}
+        for rows in args.rows:
+            pix = run_client("pixtill", port, rows, args)
+            bare = run_client("bare", port, rows, args)
+            pix_rate, bare_rate = rows / pix["elapsed"], rows / bare["elapsed"]
+            share = f"{pix_rate / limit:9.2f}" if limit else f"{'n/a':>9}"
+            rss_by_rows[rows] = pix["peak_rss_mb"]
+            print(
+                f"{rows:>7} {pix_rate:>12.0f} {bare_rate:>9.0f} {pix_rate / bare_rate:>6.2f} "
+                f"{share} {pix['peak_rss_mb']:>10.0f} {bare['peak_rss_mb']:>11.0f} "
+                f"{pix['cache_ratio']:>12.4f}",
+                flush=True,
+            )
+        if len(rss_by_rows) > 1:
+            smallest, largest = min(rss_by_rows), max(rss_by_rows)
+            print(
+                f"peak RSS {largest} rows / {smallest} rows: "
+                f"{rss_by_rows[largest] / rss_by_rows[smallest]:.2f}x"
+            )
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
