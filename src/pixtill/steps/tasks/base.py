@@ -62,8 +62,16 @@ class _Task(Step):
         """Turn one raw generation into output columns."""
 
     @property
-    @abstractmethod
-    def _model_name(self) -> str: ...
+    def _model_name(self) -> str:
+        return self.model.model_name
+
+    def load(self) -> None:
+        super().load()
+        self.model.load()
+
+    def unload(self) -> None:
+        self.model.unload()
+        super().unload()
 
     @abstractmethod
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
@@ -307,18 +315,6 @@ class Task(_Task):
 
     llm: LLM
 
-    def load(self) -> None:
-        super().load()
-        self.llm.load()
-
-    def unload(self) -> None:
-        self.llm.unload()
-        super().unload()
-
-    @property
-    def _model_name(self) -> str:
-        return self.llm.model_name
-
     @property
     def model(self) -> LLM:
         return self.llm
@@ -386,18 +382,6 @@ class ImageTask(_Task):
     @property
     def llm(self) -> ImageGenerationModel:
         return self.image_generation_model
-
-    def load(self) -> None:
-        super().load()
-        self.image_generation_model.load()
-
-    def unload(self) -> None:
-        self.image_generation_model.unload()
-        super().unload()
-
-    @property
-    def _model_name(self) -> str:
-        return self.image_generation_model.model_name
 
     @property
     def model(self) -> ImageGenerationModel:
