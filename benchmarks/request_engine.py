@@ -112,7 +112,9 @@ def rows_for(n: int, pool: list[str], form: str = "base64") -> list[dict[str, An
     return [{"instruction": f"Describe image {i}.", "image": images[i % POOL]} for i in range(n)]
 
 
-def run_pixtill(base_url: str, rows: list[dict[str, Any]], concurrency: int) -> float:
+def run_pixtill(
+    base_url: str, rows: list[dict[str, Any]], concurrency: int, checks: bool = True
+) -> float:
     from pixtill.models.llms import OpenAILLM
     from pixtill.steps.tasks import TextGenerationWithImage
 
@@ -123,7 +125,10 @@ def run_pixtill(base_url: str, rows: list[dict[str, Any]], concurrency: int) -> 
         max_concurrent_requests=concurrency,
         timeout=120,
     )
-    task = TextGenerationWithImage(name="bench", llm=llm)
+    # Without checks: no decode-check of each image and no raw input (image hashes) in metadata.
+    task = TextGenerationWithImage(
+        name="bench", llm=llm, validate_images=checks, add_raw_input=checks
+    )
     task.load()
     try:
         warm = next(task.process(rows[:concurrency]))  # opens the connections
@@ -198,8 +203,10 @@ def client_main(args: argparse.Namespace) -> None:
     pool = make_pool(args.image_kb * 1000)
     rows = rows_for(args.rows, pool, args.image_form)
     concurrency = args.concurrency[0]
-    run = run_pixtill if args.client == "pixtill" else run_bare
-    elapsed = run(base_url, rows, concurrency)
+    if args.client == "pixtill":
+        elapsed = run_pixtill(base_url, rows, concurrency, checks=not args.no_checks)
+    else:
+        elapsed = run_bare(base_url, rows, concurrency)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"elapsed": elapsed, "peak_rss_mb": peak_mb}))
 
@@ -227,6 +234,7 @@ def run_client(
         str(args.image_kb),
         "--image-form",
         args.image_form,
+        *(["--no-checks"] if args.no_checks else []),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -248,6 +256,11 @@ def main() -> None:
         help="how rows hold the images: base64 strings or {'bytes': ...} dicts",
     )
     parser.add_argument("--repeats", type=int, default=2, help="runs per client (order alternates)")
+    parser.add_argument(
+        "--no-checks",
+        action="store_true",
+        help="pixtill with validate_images=False and add_raw_input=False",
+    )
     parser.add_argument("--client", choices=["pixtill", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -274,7 +287,7 @@ def main() -> None:
         )
         print(
             f"{args.rows} rows, ~{args.image_kb} KB PNG per row as {args.image_form}, "
-            f"best of {args.repeats}"
+            f"best of {args.repeats}{', no image checks' if args.no_checks else ''}"
         )
         print(header)
         print("-" * len(header))
