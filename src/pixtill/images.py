@@ -453,6 +453,7 @@ class ImageRef:
         # The (already checked) base64 text the bytes came from: reused for data URLs, and
         # decoded into ``_data`` only when the bytes are needed.
         self._b64: str | None = b64
+        self._validated = False
 
     @classmethod
     def from_value(
@@ -581,8 +582,11 @@ class ImageRef:
         ``decode=True`` also decodes the pixels, which catches truncated JPEG/WEBP data that
         ``verify`` cannot see.
         """
+        if self._validated and not decode:
+            return
         if self._image is not None:
             self._loaded_image()
+            self._validated = True
             return
         with self._open_source() as fp:
             image = _open_image(fp)
@@ -596,6 +600,8 @@ class ImageRef:
                 ) from exc
         if decode:
             self.to_pil()
+        # Bytes do not change, so one check is enough (paths are re-read: they may change).
+        self._validated = self._path is None
 
     def _loaded_image(self) -> Image.Image:
         """The given PIL image, loaded (one opened lazily from a file may still be corrupt)."""

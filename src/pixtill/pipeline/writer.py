@@ -97,7 +97,7 @@ def to_hf_image(value: Any, *, column: str | None = None, row: int | None = None
         try:
             # Header, pixel limit and file structure (a truncated PNG fails here); decoding
             # every pixel of every image would cost more than the rest of the write.
-            ImageRef("bytes", data=data).validate()
+            (ref if ref.kind == "bytes" else ImageRef("bytes", data=data)).validate()
         except ImageError as exc:
             raise exc.at(row=row, column=column) from exc
     return {"bytes": data, "path": path}
