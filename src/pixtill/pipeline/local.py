@@ -41,6 +41,9 @@ _log = logging.getLogger("pixtill.pipeline")
 _END = None
 
 
+Cached = list[dict[str, Any]] | None
+
+
 @dataclass(frozen=True)
 class Item:
     """A row and its position: the generator's row number, plus a generation index per fan-out."""
@@ -69,6 +72,7 @@ class LocalExecutor:
         self._queues: dict[str, asyncio.Queue[tuple[str, list[Item] | None]]] = {}
         self._queue_batches = queue_batches
         self._writers: dict[str, ShardWriter] = {}
+        self._write_queues: dict[str, asyncio.Queue[list[Row] | None]] = {}
 
     # -- orchestration -------------------------------------------------------------------
     async def run(self) -> dict[str, list[Path]]:
@@ -90,10 +94,13 @@ class LocalExecutor:
             self.summary.steps[name] = StepSummary()
         self.observer.run_started(pipeline.name, order, self._total_rows(), self._request_stats())
         started = time.perf_counter()
+        self._write_queues = {leaf: asyncio.Queue(maxsize=64) for leaf in pipeline.leaves}
         workers = {
             asyncio.create_task(self._run_step(name), name=f"pixtill-step-{name}"): name
             for name in order
         }
+        for leaf in pipeline.leaves:
+            workers[asyncio.create_task(self._run_writer(leaf))] = f"{leaf} (writing)"
         try:
             pending = set(workers)
             while pending:
@@ -141,6 +148,27 @@ class LocalExecutor:
         self.observer.step_finished(name, self.summary.steps[name])
         for successor in self.pipeline.successors(name):
             await self._queues[successor].put((name, _END))
+        if name in self._write_queues:
+            await self._write_queues[name].put(None)
+
+    async def _run_writer(self, leaf: str) -> None:
+        """Write a leaf's rows in a worker thread, apart from the step, so that a step never
+        waits on a shard being encoded; batches queued meanwhile are written together."""
+        queue = self._write_queues[leaf]
+        writer = self._writers[leaf]
+        finished = False
+        while not finished:
+            batch = await queue.get()
+            if batch is None:
+                return
+            rows = list(batch)
+            while not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                rows.extend(more)
+            await asyncio.to_thread(writer.write, rows)
 
     async def _emit(self, name: str, items: list[Item]) -> None:
         if not items:
@@ -149,7 +177,7 @@ class LocalExecutor:
         summary.rows_out += len(items)
         successors = self.pipeline.successors(name)
         if not successors:
-            await asyncio.to_thread(self._writers[name].write, [item.row for item in items])
+            await self._write_queues[name].put([item.row for item in items])
             return
         for position, successor in enumerate(successors):
             batch = items if position == 0 else [Item(i.key, dict(i.row)) for i in items]
@@ -211,9 +239,9 @@ class LocalExecutor:
         signature = step_signature(step) if self.cache else ""
         summary = self.summary.steps[name]
 
-        async def one(index: int, item: Item) -> None:
+        async def one(index: int, item: Item, row: Row, key: str, cached: Cached) -> None:
             try:
-                rows = await self._task_row(step, signature, item)
+                rows = await self._task_row(step, signature, item, row, key, cached)
                 results[index] = _fan_out(item, rows)
             except BaseException as exc:
                 failure.append(exc)
@@ -245,9 +273,9 @@ class LocalExecutor:
         running: set[asyncio.Task[None]] = set()
         try:
             async for batch in self._inputs(name):
-                for item in batch:
+                for item, (row, key, cached) in zip(batch, self._lookup(step, signature, batch)):
                     await _while_alive(slots.acquire(), flusher)
-                    task = asyncio.create_task(one(count, item))
+                    task = asyncio.create_task(one(count, item, row, key, cached))
                     running.add(task)
                     task.add_done_callback(running.discard)
                     count += 1
@@ -259,10 +287,21 @@ class LocalExecutor:
             for task in list(running):
                 task.cancel()
 
-    async def _task_row(self, step: _Task, signature: str, item: Item) -> list[Row]:
-        row = _with_image_refs(step, step._rename_inputs([item.row])[0])
-        key = self._row_key(step, row) if self.cache else ""
-        cached = self.cache.get(signature, key) if self.cache else None
+    def _lookup(
+        self, step: _Task, signature: str, batch: list[Item]
+    ) -> list[tuple[Row, str, Cached]]:
+        """Each item's row as the step sees it, its cache key and its cached rows (one query
+        for the whole batch)."""
+        rows = [_with_image_refs(step, step._rename_inputs([item.row])[0]) for item in batch]
+        if not self.cache:
+            return [(row, "", None) for row in rows]
+        keys = [self._row_key(step, row) for row in rows]
+        found = self.cache.get_many(signature, keys)
+        return [(row, key, found.get(key)) for row, key in zip(rows, keys)]
+
+    async def _task_row(
+        self, step: _Task, signature: str, item: Item, row: Row, key: str, cached: Cached
+    ) -> list[Row]:
         if cached is not None:
             rows = [_apply_delta(row, delta) for delta in cached]
             self.summary.steps[step.name].cached += 1
