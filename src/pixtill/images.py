@@ -469,6 +469,7 @@ class ImageRef:
                 return value
             clone = copy.copy(value)
             clone._max_pixels = max_pixels
+            clone._validated = False  # checked against another limit
             return clone
         return _from_value(value, image_type, max_pixels)
 

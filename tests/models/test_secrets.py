@@ -168,3 +168,18 @@ def test_image_task_metadata_has_no_key(url: str, caplog: pytest.LogCaptureFixtu
         assert rows[1]["image"] is None
         assert SECRET not in json.dumps(rows, default=str)
     assert SECRET not in caplog.text
+
+
+def test_any_error_text_is_scrubbed_even_a_truncated_key() -> None:
+    from pixtill.models.llms import OpenAILLM
+
+    key = "sk-test-SECRET-0123456789abcdef"
+    llm = OpenAILLM(model="m", base_url="http://127.0.0.1:9/v1", api_key=key)
+    llm.load()
+    try:
+        whole = llm.describe_error(ValueError(f"server said: bad key {key}"))
+        cut = llm.describe_error(ValueError(f"server said: bad key {key[:14]}..."))
+    finally:
+        llm.unload()
+    assert key not in whole and "***" in whole
+    assert key[:10] not in cut and "***" in cut

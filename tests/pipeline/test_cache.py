@@ -351,7 +351,9 @@ class FakeStep(BaseModel):
 
 def test_step_signature_follows_outputs_not_run_settings() -> None:
     base = step_signature(FakeStep())
-    assert step_signature(FakeStep(name="other", input_batch_size=3)) == base
+    assert step_signature(FakeStep(input_batch_size=3)) == base
+    # Cached rows carry the step's name (metadata keys), so a renamed step recomputes.
+    assert step_signature(FakeStep(name="other")) != base
     assert step_signature(FakeStep(llm=FakeLLM(timeout=1, max_retries=9, api_key="k"))) == base
     assert step_signature(FakeStep(helpers=[FakeLLM(timeout=1)])) == step_signature(
         FakeStep(helpers=[FakeLLM()])
@@ -359,7 +361,7 @@ def test_step_signature_follows_outputs_not_run_settings() -> None:
     assert step_signature(FakeStep(template="{{ instruction }}!")) != base
     assert step_signature(FakeStep(llm=FakeLLM(model_id="n"))) != base
     assert step_signature(FakeStep(llm=FakeLLM(generation_kwargs={"temperature": 0.2}))) != base
-    assert step_signature(FakeStep(), exclude={"name"}) != base  # input_batch_size counts now
+    assert step_signature(FakeStep(), exclude=set()) != base  # input_batch_size counts now
 
 
 def test_step_signature_of_unserializable_fields() -> None:
@@ -369,6 +371,11 @@ def test_step_signature_of_unserializable_fields() -> None:
 
     assert step_signature(FakeStep(handle=Handle())) == step_signature(FakeStep(handle=Handle()))
 
+    class Opaque:  # default repr, with a memory address that differs per process
+        pass
+
+    assert step_signature(FakeStep(handle=Opaque())) == step_signature(FakeStep(handle=Opaque()))
+
 
 def test_step_signature_of_a_real_task() -> None:
     def task(**kwargs: Any) -> TextGeneration:
@@ -376,7 +383,11 @@ def test_step_signature_of_a_real_task() -> None:
         return TextGeneration(llm=DescribingLLM(**llm_kwargs), **kwargs)
 
     base = step_signature(task(name="a"))
-    assert step_signature(task(name="b", input_batch_size=7)) == base
+    assert step_signature(task(name="a", input_batch_size=7, replicas=2)) == base
+    # The model is part of the signature by its runtime class and settings, though the field
+    # is declared as the `LLM` base class.
+    assert step_signature(task(name="a", llm_kwargs={"model_id": "other/model"})) != base
+    assert step_signature(task(name="a", output_mappings={"generation": "answer"})) != base
     assert step_signature(task(name="a", template="Q: {{ instruction }}")) != base
     assert (
         step_signature(task(name="a", llm_kwargs={"generation_kwargs": {"temperature": 1}})) != base

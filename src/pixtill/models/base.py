@@ -49,6 +49,10 @@ class BaseModel(PydanticModel, ABC):
     def get_generation_kwargs(self) -> dict[str, Any]:
         return dict(self.generation_kwargs)
 
+    def describe_error(self, exc: BaseException) -> str:
+        """How a failed call is reported in a row's metadata (backends remove secrets)."""
+        return f"{type(exc).__name__}: {exc}"
+
     def request_stats(self) -> dict[str, float | int] | None:
         """Live request counters (in flight, done, retried, failed...) for progress bars;
         None for models that send no requests."""

@@ -253,16 +253,27 @@ class RemoteModel(BaseModel):
 
     # ----------------------------------------------------------------- errors
 
+    def scrub_text(self, text: str) -> str:
+        """``text`` without this model's secrets, nor the start of one that a truncated error
+        body cut (at least 8 characters of it)."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+            for length in range(len(secret) - 1, 7, -1):
+                if secret[:length] in text:
+                    text = text.replace(secret[:length], "***")
+                    break
+        return text
+
+    def describe_error(self, exc: BaseException) -> str:
+        return self.scrub_text(super().describe_error(exc))
+
     def _scrub(self, exc: RequestError) -> RequestError:
         """``exc`` with any secret removed (servers sometimes echo a bad key back)."""
         text = str(exc)
-        if not any(secret in text for secret in self._secrets):
+        if self.scrub_text(text) == text:
             return exc
-
-        def clean(value: str) -> str:
-            for secret in self._secrets:
-                value = value.replace(secret, "***")
-            return value
+        clean = self.scrub_text
 
         return RequestError(
             exc.reason,

@@ -9,6 +9,8 @@ every earlier `put` durable and visible to other connections and processes.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
 import hashlib
 import json
 import queue
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from PIL import Image as PILImage
@@ -26,9 +28,12 @@ from pydantic import BaseModel
 from pixtill.images import ImageError, ImageRef, is_image_value
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
-    {"name", "input_batch_size", "batch_size", "replicas", "input_mappings", "output_mappings"}
+    {"input_batch_size", "batch_size", "replicas", "input_mappings"}
 )
-"""Step fields that change how a step runs, never what it outputs (left out of signatures)."""
+"""Step fields that change how a step runs, never what it outputs (left out of signatures).
+
+``name`` and ``output_mappings`` stay in: cached rows hold the step's output columns under their
+mapped names and metadata keys named after the step."""
 NESTED_RUN_ONLY_FIELDS: frozenset[str] = frozenset(
     {"max_concurrent_requests", "timeout", "max_retries", "requests_per_minute"}
     | {"tokens_per_minute", "api_key", "token"}
@@ -145,37 +150,45 @@ def row_key(row: Mapping[str, Any], columns: Iterable[str]) -> str:
     return _digest({"columns": present, "missing": missing})
 
 
-def _exclusions(model: BaseModel, top: Iterable[str]) -> dict[str, Any]:
-    fields = type(model).model_fields
-    spec: dict[str, Any] = {name: True for name in top if name in fields}
-    spec.update({name: True for name in NESTED_RUN_ONLY_FIELDS if name in fields})
-    for name in fields:
-        if name not in spec and (nested := _nested_exclusions(getattr(model, name, None))):
-            spec[name] = nested
-    return spec
-
-
-def _nested_exclusions(value: Any) -> dict[Any, Any]:
-    if isinstance(value, BaseModel):
-        return _exclusions(value, ())
-    if isinstance(value, (list, tuple)):
-        return {i: spec for i, item in enumerate(value) if (spec := _nested_exclusions(item))}
-    if isinstance(value, dict):
-        return {k: spec for k, item in value.items() if (spec := _nested_exclusions(item))}
-    return {}
-
-
 def step_signature(step: BaseModel, *, exclude: AbstractSet[str] = RUN_ONLY_FIELDS) -> str:
-    """sha256 of the step's class and its configuration, without fields that only change how it
-    runs (``exclude`` at the top level, `NESTED_RUN_ONLY_FIELDS` at every level). Objects that
-    pydantic cannot serialize are represented by their ``repr``."""
-    spec = _exclusions(step, exclude)
-    try:
-        dumped: Any = step.model_dump(mode="json", exclude=spec, fallback=repr, warnings=False)
-    except TypeError:  # pydantic < 2.11 has no `fallback`: `_digest` applies `repr` instead
-        dumped = step.model_dump(mode="python", exclude=spec, warnings=False)
-    cls = type(step)
-    return _digest({"class": f"{cls.__module__}.{cls.__qualname__}", "config": dumped})
+    """sha256 of the step's configuration: its class, and every field (recursing into nested
+    models such as the step's `llm`, by their runtime class) except those that only change how
+    it runs (``exclude`` at the top level, `NESTED_RUN_ONLY_FIELDS` at every level) and fields
+    marked ``exclude=True`` (secrets). Stable across processes: an object without a
+    serialization is represented by its class, never by a repr holding a memory address."""
+    return _digest(_config_of(step, exclude))
+
+
+def _config_of(value: Any, exclude: AbstractSet[str] = frozenset()) -> Any:
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        out: dict[str, Any] = {"__class__": f"{cls.__module__}.{cls.__qualname__}"}
+        for name, field in cls.model_fields.items():
+            if name in exclude or name in NESTED_RUN_ONLY_FIELDS or field.exclude:
+                continue
+            out[name] = _config_of(getattr(value, name, None))
+        return out
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _config_of(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_config_of(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return _config_of(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            "__class__": type(value).__qualname__,
+            **{f.name: _config_of(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        }
+    text = repr(value)
+    if " at 0x" in text:  # a default repr: the address differs in every process
+        kind = type(value)
+        return f"<{kind.__module__}.{kind.__qualname__}>"
+    return text
 
 
 # -- the cache -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pixtill.paths import cache_dir as default_cache_dir
 from pixtill.pipeline.progress import RunObserver, RunSummary
 from pixtill.steps.base import ACTIVE_GRAPH, GeneratorStep, GlobalStep, _Step
 from pixtill.steps.generators.data import LoadDataFromIterable
+from pixtill.utils.memory import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from pixtill.distiset import Distiset
@@ -187,6 +188,8 @@ class Pipeline:
         from pixtill.pipeline.cache import ResponseCache
         from pixtill.pipeline.local import LocalExecutor
 
+        limit_malloc_arenas()  # before any step starts a thread
+
         for step_name, values in (parameters or {}).items():
             if step_name not in self.steps:
                 raise StepConfigError(
@@ -236,6 +239,10 @@ class Pipeline:
         return distiset
 
     def _attach_dataset(self, dataset: Iterable[Mapping[str, Any]]) -> None:
+        attached = self.steps.get("load_dataset")
+        if isinstance(attached, LoadDataFromIterable):  # an earlier run(dataset=...)
+            attached.data = dataset
+            return
         starts = [n for n in self.roots if not isinstance(self.steps[n], GeneratorStep)]
         if not starts:
             raise StepConfigError("`dataset=` was given but every root step is a loader")

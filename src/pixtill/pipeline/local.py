@@ -73,6 +73,7 @@ class LocalExecutor:
         self._queue_batches = queue_batches
         self._writers: dict[str, ShardWriter] = {}
         self._write_queues: dict[str, asyncio.Queue[list[Row] | None]] = {}
+        self._uncacheable_warned = False
 
     # -- orchestration -------------------------------------------------------------------
     async def run(self) -> dict[str, list[Path]]:
@@ -314,9 +315,23 @@ class LocalExecutor:
             else:
                 results = await step.agenerate_results(formatted)
                 rows = step.rows_from_results(row, formatted, results)
-                if self.cache and not any(r.error for r in results):
-                    self.cache.put(signature, key, [_delta(row, r) for r in rows])
+                self._store(step, signature, key, row, rows)
         return step._rename_outputs(rows, output_mappings=False)
+
+    def _store(self, step: _Task, signature: str, key: str, row: Row, rows: list[Row]) -> None:
+        """Cache what the step added to a row, unless the row failed (failures are retried on
+        the next run) or holds a value the cache cannot store (then it is just not cached)."""
+        if self.cache is None:
+            return
+        if any(f"error_{step.name}" in (r.get(METADATA_COLUMN) or {}) for r in rows):
+            return
+        outputs = _output_columns(step)
+        try:
+            self.cache.put(signature, key, [_delta(row, r, outputs) for r in rows])
+        except TypeError as exc:
+            if not self._uncacheable_warned:
+                self._uncacheable_warned = True
+                _log.warning("step %r: some rows are not cached: %s", step.name, exc)
 
     def _row_key(self, step: _Step, row: Row) -> str:
         return row_key(row, list(step.get_inputs()))
@@ -367,9 +382,9 @@ class LocalExecutor:
             await drainer
         finally:
             drainer.cancel()
-            for task in spawned:
-                task.cancel()
-            await asyncio.gather(drainer, *spawned, return_exceptions=True)
+            # Worker threads cannot be cancelled: wait for them before unloading the replicas
+            # they use (unloading an async model stops the loop a thread may be waiting on).
+            await asyncio.shield(asyncio.gather(drainer, *spawned, return_exceptions=True))
             for replica in replicas[1:]:
                 replica.unload()
 
@@ -406,10 +421,8 @@ class LocalExecutor:
         for i, item in enumerate(items):
             if i in by_index:
                 new_rows = by_index[i]
-                if self.cache and not any(
-                    f"error_{step.name}" in r.get(METADATA_COLUMN, {}) for r in new_rows
-                ):
-                    self.cache.put(signature, keys[i], [_delta(rows[i], r) for r in new_rows])
+                if self.cache:
+                    self._store(step, signature, keys[i], rows[i], new_rows)
             else:
                 new_rows = [_apply_delta(rows[i], delta) for delta in cached[keys[i]]]
                 self.summary.steps[step.name].cached += 1
@@ -466,21 +479,35 @@ def _with_image_refs(step: _Step, row: Row) -> Row:
     report as a row error.
     """
     image_type: ImageType = getattr(step, "image_type", "auto")
+    step_side = {data: own for own, data in step.input_mappings.items()}
     out = row
-    for column in step.image_columns():
+    for data_column in step.image_columns():
+        column = step_side.get(data_column, data_column)  # the row already has step-side names
         value = row.get(column)
-        if value is None or isinstance(value, (list, tuple, ImageRef)):
+        if value is None:
             continue
-        try:
-            ref = coerce_image(value, image_type)
-        except ImageError:
-            continue
-        if ref.kind == "url":
-            continue  # URLs stay strings: nothing to share, and the dataset must not fetch them
-        if out is row:
-            out = dict(row)
-        out[column] = ref
+        if isinstance(value, (list, tuple)):
+            refs = [_shared_ref(v, image_type) for v in value]
+            new: Any = refs if any(r is not v for r, v in zip(refs, value)) else value
+        else:
+            new = _shared_ref(value, image_type)
+        if new is not value:
+            if out is row:
+                out = dict(row)
+            out[column] = new
     return out
+
+
+def _shared_ref(value: Any, image_type: ImageType) -> Any:
+    """``value`` as an `ImageRef`, or unchanged: a URL (nothing to share, and the dataset must
+    not fetch it) or a value that does not coerce (the task reports it as a row error)."""
+    if isinstance(value, ImageRef):
+        return value
+    try:
+        ref = coerce_image(value, image_type)
+    except ImageError:
+        return value
+    return value if ref.kind == "url" else ref
 
 
 def _fan_out(item: Item, rows: list[Row]) -> list[Item]:
@@ -489,9 +516,18 @@ def _fan_out(item: Item, rows: list[Row]) -> list[Item]:
     return [Item((*item.key, k), row) for k, row in enumerate(rows)]
 
 
-def _delta(before: Row, after: Row) -> dict[str, Any]:
-    """What a step added or changed in a row: all the cache needs to keep."""
-    delta = {k: v for k, v in after.items() if k not in before or before[k] is not v}
+def _output_columns(step: _Task) -> frozenset[str]:
+    """The dataset columns a task writes (after its output mappings)."""
+    names = {*step.get_outputs(), "model_name"}
+    return frozenset(step.output_mappings.get(n, n) for n in names)
+
+
+def _delta(before: Row, after: Row, outputs: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """What a step added or changed in a row: all the cache needs to keep. The step's own
+    output columns always count, even when the value is the very object it replaced."""
+    delta = {
+        k: v for k, v in after.items() if k in outputs or k not in before or before[k] is not v
+    }
     meta_before = before.get(METADATA_COLUMN) or {}
     if METADATA_COLUMN in delta:
         delta[METADATA_COLUMN] = {

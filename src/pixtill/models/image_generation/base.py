@@ -52,7 +52,7 @@ class AsyncImageGenerationModel(AsyncBridge, ImageGenerationModel):
         return await self._gather_per_input(
             inputs,
             lambda item: self.agenerate(item, num_generations=num_generations, **kwargs),
-            lambda exc: failed_image_outputs(exc, num_generations),
+            lambda exc: failed_image_outputs(self.describe_error(exc), num_generations),
         )
 
     def generate(

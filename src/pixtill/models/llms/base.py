@@ -71,7 +71,7 @@ class AsyncLLM(AsyncBridge, LLM):
         return await self._gather_per_input(
             inputs,
             lambda item: self.agenerate(item, num_generations=num_generations, **kwargs),
-            lambda exc: failed_generate_output(exc, num_generations),
+            lambda exc: failed_generate_output(self.describe_error(exc), num_generations),
         )
 
     def generate(

@@ -328,7 +328,7 @@ class Task(_Task):
                 formatted, num_generations=self.num_generations, **llm.get_generation_kwargs()
             )
         except Exception as exc:
-            output = failed_generate_output(exc, self.num_generations)
+            output = failed_generate_output(llm.describe_error(exc), self.num_generations)
         return results_from_generate_output(output, self.num_generations)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
@@ -396,7 +396,7 @@ class ImageTask(_Task):
                 formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
             )
         except Exception as exc:
-            outputs = failed_image_outputs(exc, self.num_generations)
+            outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
         return results_from_image_outputs(outputs)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
