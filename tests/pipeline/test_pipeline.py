@@ -12,7 +12,7 @@ from doubles import DescribingLLM, PaletteImageModel
 from pixtill.errors import StepConfigError
 from pixtill.models.llms import LLM, AsyncLLM, FormattedInput, GenerateOutput
 from pixtill.pipeline import Pipeline, PipelineError, RunObserver, StepLoadError, StepSummary
-from pixtill.steps import LoadDataFromDicts, Step, StepInput
+from pixtill.steps import GlobalStep, LoadDataFromDicts, Step, StepInput
 from pixtill.steps.tasks import (
     METADATA_COLUMN,
     ImageGeneration,
@@ -239,3 +239,19 @@ def test_metadata_stays_a_struct_with_system_prompt_and_images(tmp_path: Path) -
         "content": [{"type": "text", "text": "Be terse.", "image": None}],
     }
     assert raw_input[1]["content"][1]["image"].startswith("sha256:")
+
+
+class SortDescending(GlobalStep):
+    def process(self, inputs: StepInput) -> StepOutput:
+        yield sorted(inputs, key=lambda r: r["instruction"], reverse=True)
+
+
+def test_join_after_a_reordering_global_step_fails_loudly(tmp_path: Path) -> None:
+    with Pipeline(name="mis-join", cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"r{i}"} for i in range(4)])
+        sort = SortDescending(name="sort")
+        gen = TextGeneration(name="gen", llm=DescribingLLM())
+        load >> [sort, gen]
+        [sort, gen] >> Upper(name="upper")
+    with pytest.raises(PipelineError, match="only some of"):
+        pipeline.run(use_cache=False)

@@ -209,7 +209,9 @@ class LocalExecutor:
                 yield joined
         if joining:
             raise RowError(
-                f"{len(joining)} rows reached step {name!r} from only some of {predecessors}"
+                f"{len(joining)} rows reached step {name!r} from only some of {predecessors}: "
+                "a join pairs rows by their position in the loader's output, so every branch "
+                "must keep one row per input row in order (put global steps after the join)"
             )
 
     # -- generators ----------------------------------------------------------------------
@@ -344,6 +346,9 @@ class LocalExecutor:
             async for batch in self._inputs(name):
                 everything.extend(batch)
             out = await asyncio.to_thread(self._process_batch, step, everything)
+            # A global step may reorder, drop or merge rows, so its rows cannot be matched with
+            # a sibling branch's by position: fresh keys make such a join fail loudly.
+            out = [Item((j, -1), item.row) for j, item in enumerate(out)]
             self._count(name, step, summary, out, rows_in=len(everything))
             await self._emit(name, out)
             return
