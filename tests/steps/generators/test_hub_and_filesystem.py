@@ -15,11 +15,8 @@ from PIL import Image
 
 from pixtill.errors import StepConfigError
 from pixtill.images import ImageRef
-from pixtill.steps.generators.huggingface import (
-    LoadDataFromFileSystem,
-    LoadDataFromHub,
-    batches_with_last,
-)
+from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.huggingface import LoadDataFromFileSystem, LoadDataFromHub
 from sample_images import image_bytes
 
 N_ROWS = 23

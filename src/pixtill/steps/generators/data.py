@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 from pydantic import Field
 
 from pixtill.steps.base import GeneratorStep
+from pixtill.steps.generators.batching import batches_with_last
 from pixtill.steps.typing import GeneratorStepOutput, StepColumns
 
 
@@ -21,13 +23,7 @@ class LoadDataFromDicts(GeneratorStep):
         return len(self.data)
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:
-        total = len(self.data)
-        if total == 0 or offset >= total:
-            yield [], True
-            return
-        for start in range(offset, total, self.batch_size):
-            end = min(start + self.batch_size, total)
-            yield [dict(row) for row in self.data[start:end]], end >= total
+        yield from batches_with_last((dict(row) for row in self.data[offset:]), self.batch_size)
 
 
 class LoadDataFromIterable(GeneratorStep):
@@ -45,12 +41,5 @@ class LoadDataFromIterable(GeneratorStep):
             return None
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:
-        batch: list[dict[str, Any]] = []
-        for position, row in enumerate(self.data):
-            if position < offset:
-                continue
-            batch.append(dict(row))
-            if len(batch) == self.batch_size:
-                yield batch, False
-                batch = []
-        yield batch, True
+        rows = (dict(row) for row in islice(self.data, offset, None))
+        yield from batches_with_last(rows, self.batch_size)

@@ -15,7 +15,7 @@ import posixpath
 import threading
 import warnings
 from abc import abstractmethod
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from pixtill.errors import StepConfigError
 from pixtill.steps.base import GeneratorStep
+from pixtill.steps.generators.batching import batches_with_last
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
 T = TypeVar("T")
@@ -73,23 +74,6 @@ def _import_datasets() -> Any:
         raise ImportError(
             "loading with Hugging Face `datasets` needs the package: pip install datasets"
         ) from exc
-
-
-def batches_with_last(items: Iterable[T], batch_size: int) -> Iterator[tuple[list[T], bool]]:
-    """Group ``items`` into ``(batch, is_last)`` pairs, reading one item ahead to know which
-    batch is the last. An empty input gives a single ``([], True)``."""
-    it = iter(items)
-    batch = list(islice(it, batch_size))
-    if not batch:
-        yield [], True
-        return
-    while True:
-        following = list(islice(it, 1))
-        if not following:
-            yield batch, True
-            return
-        yield batch, False
-        batch = following + list(islice(it, batch_size - 1))
 
 
 def _image_feature_columns(datasets: Any, features: Any) -> list[str]:
@@ -339,4 +323,4 @@ def _infer_filetype(file: str, *, step: str) -> FileType:
     return filetype
 
 
-__all__ = ["FileType", "LoadDataFromFileSystem", "LoadDataFromHub", "batches_with_last"]
+__all__ = ["FileType", "LoadDataFromFileSystem", "LoadDataFromHub"]

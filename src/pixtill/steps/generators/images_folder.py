@@ -37,7 +37,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pixtill.errors import PixtillError, StepConfigError
 from pixtill.images import ImageRef
 from pixtill.steps.base import GeneratorStep
-from pixtill.steps.generators.huggingface import batches_with_last
+from pixtill.steps.generators.batching import batches_with_last
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
 DEFAULT_EXTENSIONS = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff"]
