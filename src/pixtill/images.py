@@ -44,32 +44,32 @@ _IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
     | {".heic", ".heif", ".ico", ".ppm", ".tga"}
 )
-# Leading bytes of the common formats (WEBP and HEIF/AVIF are recognised at offset 8).
-_IMAGE_MAGIC = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-)
-_SIGNATURES = {
+# Leading bytes of common formats, with the format they name; None where the signature is too
+# short to trust on its own (PIL names those). WEBP and HEIF/AVIF are recognised at offset 8.
+_SIGNATURES: dict[bytes, str | None] = {
     b"\x89PNG\r\n\x1a\n": "PNG",
     b"\xff\xd8\xff": "JPEG",
     b"GIF87a": "GIF",
     b"GIF89a": "GIF",
+    b"BM": None,
+    b"II*\x00": None,
+    b"MM\x00*": None,
 }
 
 
 def _sniff_format(data: bytes) -> str | None:
     """The format named by a file signature, for the formats whose signature is unambiguous."""
     for signature, name in _SIGNATURES.items():
-        if data.startswith(signature):
+        if name is not None and data.startswith(signature):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
     return None
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """Whether ``data`` starts like an image of a common format (PIL will still check it)."""
+    return data.startswith(tuple(_SIGNATURES)) or data[8:12] in (b"WEBP", b"ftyp")
 
 
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
@@ -788,7 +788,7 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
     compact = _checked_b64(text)
     if compact is not None:
         leading = binascii.a2b_base64(compact[:64])
-        if leading.startswith(_IMAGE_MAGIC) or leading[8:12] in (b"WEBP", b"ftyp"):
+        if _has_image_signature(leading):
             # A known signature: the rest is decoded only when something needs the bytes.
             return ImageRef("bytes", b64=compact, max_pixels=max_pixels)
         raw = binascii.a2b_base64(compact)
