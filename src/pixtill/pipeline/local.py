@@ -74,6 +74,7 @@ class LocalExecutor:
         self._writers: dict[str, ShardWriter] = {}
         self._write_queues: dict[str, asyncio.Queue[list[Row] | None]] = {}
         self._uncacheable_warned = False
+        self._signatures: dict[str, str] = {}
 
     # -- orchestration -------------------------------------------------------------------
     async def run(self) -> dict[str, list[Path]]:
@@ -239,7 +240,7 @@ class LocalExecutor:
         results: dict[int, list[Item]] = {}
         ready = asyncio.Event()
         failure: list[BaseException] = []
-        signature = step_signature(step) if self.cache else ""
+        signature = self._signature(step)
         summary = self.summary.steps[name]
 
         async def one(index: int, item: Item, row: Row, key: str, cached: Cached) -> None:
@@ -306,8 +307,7 @@ class LocalExecutor:
         self, step: _Task, signature: str, item: Item, row: Row, key: str, cached: Cached
     ) -> list[Row]:
         if cached is not None:
-            rows = [_apply_delta(row, delta) for delta in cached]
-            self.summary.steps[step.name].cached += 1
+            rows = self._from_cache(step, row, cached)
         else:
             try:
                 formatted = step.prepare_row(row, item.key[0])
@@ -319,6 +319,18 @@ class LocalExecutor:
                 rows = step.rows_from_results(row, formatted, results)
                 self._store(step, signature, key, row, rows)
         return step._rename_outputs(rows, output_mappings=False)
+
+    def _signature(self, step: _Task) -> str:
+        """The step's cache signature, computed once per step (replicas share their step's)."""
+        if self.cache is None:
+            return ""
+        if step.name not in self._signatures:
+            self._signatures[step.name] = step_signature(step)
+        return self._signatures[step.name]
+
+    def _from_cache(self, step: _Task, row: Row, cached: list[dict[str, Any]]) -> list[Row]:
+        self.summary.steps[step.name].cached += 1
+        return [_apply_delta(row, delta) for delta in cached]
 
     def _store(self, step: _Task, signature: str, key: str, row: Row, rows: list[Row]) -> None:
         """Cache what the step added to a row, unless the row failed (failures are retried on
@@ -415,22 +427,20 @@ class LocalExecutor:
         return [Item((*first, j), row) for j, row in enumerate(out)]
 
     def _task_batch(self, step: _Task, items: list[Item]) -> list[Item]:
-        signature = step_signature(step) if self.cache else ""
-        rows = [_with_image_refs(step, step._rename_inputs([item.row])[0]) for item in items]
-        keys = [self._row_key(step, row) for row in rows] if self.cache else []
-        cached = self.cache.get_many(signature, keys) if self.cache else {}
-        todo = [i for i in range(len(items)) if not self.cache or keys[i] not in cached]
-        produced = step.process_rows([rows[i] for i in todo], [items[i].key[0] for i in todo])
+        signature = self._signature(step)
+        looked_up = self._lookup(step, signature, items)
+        todo = [i for i, (_, _, cached) in enumerate(looked_up) if cached is None]
+        produced = step.process_rows(
+            [looked_up[i][0] for i in todo], [items[i].key[0] for i in todo]
+        )
         by_index = dict(zip(todo, produced))
         out: list[Item] = []
-        for i, item in enumerate(items):
-            if i in by_index:
+        for i, (item, (row, key, cached)) in enumerate(zip(items, looked_up)):
+            if cached is None:
                 new_rows = by_index[i]
-                if self.cache:
-                    self._store(step, signature, keys[i], rows[i], new_rows)
+                self._store(step, signature, key, row, new_rows)
             else:
-                new_rows = [_apply_delta(rows[i], delta) for delta in cached[keys[i]]]
-                self.summary.steps[step.name].cached += 1
+                new_rows = self._from_cache(step, row, cached)
             out.extend(_fan_out(item, step._rename_outputs(new_rows, output_mappings=False)))
         return out
 
