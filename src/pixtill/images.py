@@ -11,8 +11,6 @@ before anything is decoded.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import copy
 import hashlib
@@ -31,6 +29,8 @@ from urllib.request import url2pathname
 
 import aiohttp
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pixtill.utils.b64 import decode_b64, encode_b64
 
 DEFAULT_MAX_PIXELS: int = 100_000_000
 DEFAULT_FETCH_TIMEOUT: float = 30.0
@@ -303,31 +303,6 @@ def encode_image(image: Image.Image, format: str = "PNG", *, quality: int = 90) 
     return buffer.getvalue()
 
 
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
-def _checked_b64(text: str) -> str | None:
-    """The compact base64 text when ``text`` is strict base64, checked without decoding it.
-
-    Decoding a 50 KB image costs several times more than this check, and a request only
-    needs the base64 text: the bytes are decoded later, when something needs them.
-    """
-    compact = "".join(text.split()) if any(c in text for c in " \n\r\t") else text
-    if not compact or len(compact) % 4 or not compact.isascii():
-        return None
-    padding = len(compact) - len(compact.rstrip("="))
-    if padding > 2:
-        return None
-    leftover = compact.encode("ascii").translate(None, _B64_ALPHABET)
-    return compact if len(leftover) == padding else None
-
-
-def _b64decode(text: str) -> bytes | None:
-    """Strict base64 (whitespace ignored, padding required); None when it is not base64."""
-    compact = _checked_b64(text)
-    return None if compact is None else binascii.a2b_base64(compact)
-
-
 def _is_file(text: str) -> bool:
     return len(text) < 4096 and os.path.isfile(os.path.expanduser(text))
 
@@ -343,15 +318,15 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _decode_data_url(url: str) -> tuple[bytes | None, str | None]:
-    """The bytes of a data URL, or its base64 text (left undecoded) when it has one."""
+    """The bytes of a data URL, and its base64 text when it has one."""
     header, comma, payload = url.partition(",")
     if not comma:
         raise ImageDecodeError(f"malformed data URL (no comma): {_preview(url)}")
     if header.lower().endswith(";base64"):
-        text = _checked_b64(payload)
-        if text is None:
+        decoded = decode_b64(payload)
+        if decoded is None:
             raise ImageDecodeError(f"data URL with invalid base64: {_preview(url)}")
-        return None, text
+        return decoded[1], decoded[0]
     data = unquote_to_bytes(payload)
     if not data:
         raise ImageDecodeError("data URL with an empty payload")
@@ -388,7 +363,7 @@ def _describe(value: object) -> str:
         return "a file:// URL"
     if _is_file(value):
         return "a local path"
-    if _b64decode(value) is not None:
+    if decode_b64(value) is not None:
         return "base64 data"
     if _looks_like_path(value):
         return "a local path"
@@ -439,7 +414,7 @@ class ImageRef:
         b64: str | None = None,
         max_pixels: int | None = None,
     ) -> None:
-        expected = {"url": url, "path": path, "bytes": data or b64, "pil": image}
+        expected = {"url": url, "path": path, "bytes": data, "pil": image}
         if expected.get(kind) is None:
             raise ValueError(f"ImageRef of kind {kind!r} needs its source")
         self._kind: ImageKind = kind
@@ -450,8 +425,7 @@ class ImageRef:
         self._max_pixels = max_pixels
         self._sha256: str | None = None
         self._header: tuple[str, tuple[int, int]] | None = None
-        # The (already checked) base64 text the bytes came from: reused for data URLs, and
-        # decoded into ``_data`` only when the bytes are needed.
+        # The base64 text ``data`` was decoded from, reused as is for base64 and data URLs.
         self._b64: str | None = b64
         self._validated = False
 
@@ -494,9 +468,6 @@ class ImageRef:
     def get_bytes(self) -> bytes:
         """The encoded bytes: as given, read from disk, fetched (blocking), or PIL as PNG."""
         if self._data is not None:
-            return self._data
-        if self._b64 is not None:
-            self._data = binascii.a2b_base64(self._b64)
             return self._data
         if self._path is not None:
             try:
@@ -546,8 +517,6 @@ class ImageRef:
         """ "PNG", "JPEG", "WEBP", "GIF", ...: sniffed from the bytes, never from a name."""
         if self._header is None and self._data is not None:
             sniffed: str | None = _sniff_format(self._data)
-        elif self._header is None and self._b64 is not None:
-            sniffed = _sniff_format(binascii.a2b_base64(self._b64[:64]))
         else:
             sniffed = None
         if sniffed is not None:
@@ -654,14 +623,14 @@ class ImageRef:
     def to_base64(self, resize: ResizePolicy | None = None, format: str | None = None) -> str:
         if self._b64 is not None and self._unchanged(resize, format):
             return self._b64
-        return base64.b64encode(self.to_bytes(resize, format)).decode("ascii")
+        return encode_b64(self.to_bytes(resize, format))
 
     def to_data_url(self, resize: ResizePolicy | None = None, format: str | None = None) -> str:
         """``data:<real mime type>;base64,...``."""
         if self._b64 is not None and self._unchanged(resize, format):
             return f"data:{self.mime_type};base64,{self._b64}"
         data, fmt = self._encoded(resize, format)
-        return f"data:{_mime_type(fmt)};base64,{base64.b64encode(data).decode('ascii')}"
+        return f"data:{_mime_type(fmt)};base64,{encode_b64(data)}"
 
     async def ato_data_url(
         self,
@@ -772,26 +741,24 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
     if image_type == "url":
         raise _mismatch(image_type, text)
     if image_type == "path":
-        if not _is_file(text) and not _looks_like_path(text) and _b64decode(text) is not None:
+        if not _is_file(text) and not _looks_like_path(text) and decode_b64(text) is not None:
             raise _mismatch(image_type, text)
         return _path_ref(text, max_pixels)
     if image_type == "base64":
-        compact = _checked_b64(text)
-        if compact is None:
+        decoded = decode_b64(text)
+        if decoded is None:
             if _is_file(text) or _looks_like_path(text):
                 raise _mismatch(image_type, text)
             raise ImageDecodeError(f"invalid base64 data: {_preview(text)}")
-        return ImageRef("bytes", b64=compact, max_pixels=max_pixels)
+        return ImageRef("bytes", data=decoded[1], b64=decoded[0], max_pixels=max_pixels)
     # auto
     if _is_file(text):
         return _path_ref(text, max_pixels)
-    compact = _checked_b64(text)
-    if compact is not None:
-        leading = binascii.a2b_base64(compact[:64])
-        if _has_image_signature(leading):
-            # A known signature: the rest is decoded only when something needs the bytes.
-            return ImageRef("bytes", b64=compact, max_pixels=max_pixels)
-        raw = binascii.a2b_base64(compact)
+    decoded = decode_b64(text)
+    if decoded is not None:
+        compact, raw = decoded
+        if _has_image_signature(raw[:64]):
+            return ImageRef("bytes", data=raw, b64=compact, max_pixels=max_pixels)
         try:
             image = _open_image(io.BytesIO(raw))
         except ImageDecodeError:

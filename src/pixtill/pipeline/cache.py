@@ -8,7 +8,6 @@ every earlier `put` durable and visible to other connections and processes.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import hashlib
@@ -22,10 +21,12 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePath
 from typing import Any
 
+import pybase64
 from PIL import Image as PILImage
 from pydantic import BaseModel
 
 from pixtill.images import ImageError, ImageRef, is_image_value
+from pixtill.utils.b64 import encode_b64
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
     {"input_batch_size", "batch_size", "replicas", "input_mappings"}
@@ -63,13 +64,13 @@ def _encode(value: Any) -> Any:
         # A plain dict that happens to use a tag as a key is wrapped, so it decodes as itself.
         return {"__dict__": out} if any(tag in out for tag in _TAGS) else out
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"__bytes__": base64.b64encode(value).decode("ascii")}
+        return {"__bytes__": encode_b64(value)}
     if isinstance(value, (ImageRef, PILImage.Image)):
         ref = ImageRef.from_value(value)
         if ref.url is not None:  # never fetched: a URL is stored as the URL
             return {"__image_url__": ref.url}
         data = ref.get_bytes()
-        return {"__image__": base64.b64encode(data).decode("ascii"), "format": ref.format}
+        return {"__image__": encode_b64(data), "format": ref.format}
     if isinstance(value, Path):
         return {"__path__": str(value)}
     raise TypeError(f"cannot cache a value of type {type(value).__name__}")
@@ -83,9 +84,9 @@ def _decode(value: Any) -> Any:
     if "__dict__" in value and len(value) == 1:
         return {key: _decode(item) for key, item in value["__dict__"].items()}
     if "__bytes__" in value and len(value) == 1:
-        return base64.b64decode(value["__bytes__"])
+        return pybase64.b64decode(value["__bytes__"])
     if "__image__" in value:
-        return ImageRef("bytes", data=base64.b64decode(value["__image__"]))
+        return ImageRef("bytes", data=pybase64.b64decode(value["__image__"]))
     if "__image_url__" in value and len(value) == 1:
         return ImageRef("url", url=value["__image_url__"])
     if "__path__" in value and len(value) == 1:

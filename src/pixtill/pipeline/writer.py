@@ -29,7 +29,6 @@ under an older schema (one shard at a time): every shard ends up with the same f
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from PIL import Image as PILImage
 
 from pixtill.images import ImageError, ImageRef, coerce_image, is_image_value
+from pixtill.utils.b64 import encode_b64
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _as_text(value: Any) -> Any:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(value).decode("ascii")
+        return encode_b64(value)
     if isinstance(value, ImageRef):
         return value.reference()
     if isinstance(value, PILImage.Image):

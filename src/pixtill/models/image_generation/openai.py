@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Awaitable
 from typing import Any
 
@@ -23,6 +22,7 @@ from pixtill.models.remote import (
     resolve_secret,
 )
 from pixtill.models.transport import RequestEngine
+from pixtill.utils.b64 import encode_b64
 
 __all__ = ["OpenAIImageGeneration", "failed", "gather_images", "image_b64_from_bytes"]
 
@@ -38,7 +38,7 @@ def image_b64_from_bytes(data: bytes, backend: str, what: str = "the response") 
         raise InvalidResponseError(
             backend, f"{what} is not an image ({len(data)} bytes: {exc})"
         ) from None
-    return base64.b64encode(data).decode("ascii")
+    return encode_b64(data)
 
 
 def failed(error: BaseException | str) -> ImageGenerationOutput:

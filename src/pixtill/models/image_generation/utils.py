@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-
 from PIL import Image
 
 from pixtill.images import ImageRef, encode_image
+from pixtill.utils.b64 import encode_b64
 
 
 def image_to_str(image: Image.Image, image_format: str | None = None) -> str:
@@ -15,7 +14,7 @@ def image_to_str(image: Image.Image, image_format: str | None = None) -> str:
     fmt = image_format or image.format or "PNG"
     if fmt.upper() == "MPO":  # a JPEG with extra frames; one frame is a plain JPEG
         fmt = "JPEG"
-    return base64.b64encode(encode_image(image, fmt)).decode("ascii")
+    return encode_b64(encode_image(image, fmt))
 
 
 def image_from_str(image_str: str) -> Image.Image:
