@@ -146,6 +146,19 @@ class Distiset(dict[str, "datasets.Dataset"]):
                 datasets.enable_progress_bars()
         return out
 
+    @classmethod
+    def from_arrow_files(cls, files: Mapping[str, Sequence[Path]]) -> Distiset:
+        """Memory-map each leaf's Arrow stream files (in order) as one dataset, without
+        copying them; a leaf with no files gets an empty dataset. The files must outlive it."""
+        out = cls()
+        for leaf, paths in files.items():
+            parts = [datasets.Dataset.from_file(str(p)) for p in paths]
+            if not parts:
+                out[leaf] = datasets.Dataset.from_dict({})
+            else:
+                out[leaf] = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        return out
+
     # -- local storage -------------------------------------------------------------------
     def save_to_disk(self, path: str | Path) -> None:
         """One `datasets` ``save_to_disk`` folder per leaf, and a ``distiset.json`` listing them."""

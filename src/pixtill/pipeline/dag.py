@@ -186,7 +186,7 @@ class Pipeline:
         """
         from pixtill.distiset import Distiset
         from pixtill.pipeline.cache import ResponseCache
-        from pixtill.pipeline.local import LocalExecutor
+        from pixtill.pipeline.local import LocalExecutor, arrow_directory
 
         limit_malloc_arenas()  # before any step starts a thread
 
@@ -202,6 +202,7 @@ class Pipeline:
         out_dir = Path(output_dir) if output_dir else self.cache_dir / "data"
         for leaf in self.leaves:
             shutil.rmtree(out_dir / leaf, ignore_errors=True)
+            shutil.rmtree(arrow_directory(out_dir, leaf), ignore_errors=True)
         cache = ResponseCache(self.cache_dir / "cache.sqlite") if use_cache else None
         loaded: list[_Step] = []
         try:
@@ -219,7 +220,7 @@ class Pipeline:
                 observer=observer or RunObserver(),
                 rows_per_shard=rows_per_shard,
             )
-            shards = _run_coroutine(executor.run())
+            _run_coroutine(executor.run())
             summary = executor.summary
         finally:
             for step in reversed(loaded):
@@ -233,7 +234,7 @@ class Pipeline:
             raise PipelineError(
                 f"pipeline {self.name!r} produced no rows (did the loader yield any data?)"
             )
-        distiset = Distiset.from_shards(shards, cache_dir=out_dir / ".hf-cache")
+        distiset = Distiset.from_arrow_files(executor.arrow_files)
         self.last_summary = summary
         (observer or RunObserver()).run_finished(summary)
         return distiset

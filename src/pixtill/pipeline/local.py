@@ -72,6 +72,8 @@ class LocalExecutor:
         self._queues: dict[str, asyncio.Queue[tuple[str, list[Item] | None]]] = {}
         self._queue_batches = queue_batches
         self._writers: dict[str, ShardWriter] = {}
+        # Per leaf, the Arrow copies of its shards, which the run's `Distiset` memory-maps.
+        self.arrow_files: dict[str, list[Path]] = {}
         self._write_queues: dict[str, asyncio.Queue[list[Row] | None]] = {}
         self._uncacheable_warned = False
         self._signatures: dict[str, str] = {}
@@ -91,6 +93,7 @@ class LocalExecutor:
                 self.output_dir / leaf,
                 image_columns=image_columns,
                 rows_per_shard=self.rows_per_shard,
+                arrow_directory=arrow_directory(self.output_dir, leaf),
             )
         for name in order:
             self.summary.steps[name] = StepSummary()
@@ -118,6 +121,7 @@ class LocalExecutor:
         shards = {}
         for leaf, writer in self._writers.items():
             shards[leaf] = await asyncio.to_thread(writer.close)
+            self.arrow_files[leaf] = writer.arrow_paths
             self.summary.leaf_rows[leaf] = writer.rows_written
         self.summary.wall_seconds = time.perf_counter() - started
         return shards
@@ -278,7 +282,10 @@ class LocalExecutor:
         try:
             async for batch in self._inputs(name):
                 for item, (row, key, cached) in zip(batch, self._lookup(step, signature, batch)):
-                    await _while_alive(slots.acquire(), flusher)
+                    if slots.locked():
+                        await _while_alive(slots.acquire(), flusher)
+                    else:
+                        await slots.acquire()  # free: returns at once, no waiter to set up
                     task = asyncio.create_task(one(count, item, row, key, cached))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -478,6 +485,11 @@ async def _while_alive(awaitable: Awaitable[Any], helper: asyncio.Task[None]) ->
         waiting.cancel()
         helper.result()
         raise RuntimeError("helper task ended early")
+
+
+def arrow_directory(output_dir: Path, leaf: str) -> Path:
+    """Where a leaf's Arrow copies go: beside the Parquet shards, in a hidden folder."""
+    return output_dir / ".arrow" / leaf
 
 
 def _worker_error(step: str, exc: BaseException) -> Exception:
