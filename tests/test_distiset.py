@@ -62,6 +62,25 @@ def distiset(tmp_path: Path) -> Distiset:
     return Distiset.from_shards(shards, cache_dir=tmp_path / "cache")
 
 
+def test_from_arrow_files_equals_from_shards(distiset: Distiset, tmp_path: Path) -> None:
+    writer = ShardWriter(
+        tmp_path / "pq",
+        image_columns=["url", "image"],
+        rows_per_shard=3,
+        arrow_directory=tmp_path / "arrow",
+    )
+    writer.write(make_rows(10))
+    writer.close()
+    mapped = Distiset.from_arrow_files({"captions": writer.arrow_paths, "empty": []})
+    assert list(mapped) == ["captions", "empty"]
+    assert len(mapped["empty"]) == 0
+    ds, expected = mapped["captions"], distiset["captions"]
+    assert ds.features == expected.features
+    assert ds.to_list() == expected.to_list()
+    # Memory-mapped from the Arrow files, not copied into a cache.
+    assert {Path(f["filename"]) for f in ds.cache_files} == set(writer.arrow_paths)
+
+
 def test_from_shards_keeps_rows_order_and_types(distiset: Distiset) -> None:
     ds = distiset["captions"]
     assert len(ds) == 10

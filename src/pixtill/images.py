@@ -31,6 +31,8 @@ import aiohttp
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pixtill.utils.b64 import decode_b64, encode_b64
+from pixtill.utils.png import SIGNATURE as PNG_SIGNATURE
+from pixtill.utils.png import PNGStructureError, png_size
 
 DEFAULT_MAX_PIXELS: int = 100_000_000
 DEFAULT_FETCH_TIMEOUT: float = 30.0
@@ -556,6 +558,16 @@ class ImageRef:
             return
         if self._image is not None:
             self._loaded_image()
+            self._validated = True
+            return
+        data = self._data
+        if not decode and data is not None and data[:8] == PNG_SIGNATURE:
+            try:
+                size = png_size(data)
+            except PNGStructureError as exc:
+                raise ImageDecodeError(f"corrupt or truncated PNG image: {exc}") from None
+            self._header = ("PNG", size)
+            _check_pixels(size, self.max_pixels)
             self._validated = True
             return
         with self._open_source() as fp:

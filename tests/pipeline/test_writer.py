@@ -264,3 +264,33 @@ def test_bad_arguments(tmp_path: Path) -> None:
         ShardWriter(tmp_path, rows_per_shard=0)
     with pytest.raises(ValueError, match="max_shard_bytes"):
         ShardWriter(tmp_path, max_shard_bytes=0)
+
+
+def test_arrow_copies_match_the_parquet_shards_after_reconciling(tmp_path: Path) -> None:
+    """The Arrow stream copies (what the run's Distiset memory-maps) hold the same rows and
+    the same final schema as the Parquet shards, also when a later shard changed a type."""
+    writer = ShardWriter(tmp_path / "pq", rows_per_shard=2, arrow_directory=tmp_path / "arrow")
+    writer.write([{"a": None, "b": 1}, {"a": None, "b": 2}])
+    writer.write([{"a": "x", "b": 3}, {"b": 4.5, "c": [1, 2]}])
+    paths = writer.close()
+    arrow_paths = writer.arrow_paths
+    assert [p.name for p in arrow_paths] == ["data-00000.arrow", "data-00001.arrow"]
+    assert not list((tmp_path / "arrow").glob("*.tmp"))
+    for parquet_path, arrow_path in zip(paths, arrow_paths):
+        with pa.memory_map(str(arrow_path)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        parquet_schema = pq.read_schema(parquet_path)  # Parquet names list items "element"
+        assert table.schema.names == parquet_schema.names
+        assert table.schema.metadata == parquet_schema.metadata
+        assert [str(t).replace("item", "element") for t in table.schema.types] == [
+            str(t) for t in parquet_schema.types
+        ]
+        assert table.to_pylist() == pq.read_table(parquet_path).to_pylist()
+
+
+def test_no_arrow_copies_unless_asked(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path, rows_per_shard=1)
+    writer.write([{"a": 1}])
+    writer.close()
+    assert writer.arrow_paths == []
+    assert not list(tmp_path.rglob("*.arrow"))
