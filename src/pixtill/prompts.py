@@ -33,6 +33,9 @@ class PromptTemplate:
         self.source = source
         self.variables: frozenset[str] = frozenset(meta.find_undeclared_variables(parsed))
         self._template = _ENV.from_string(source)
+        # Jinja merges the globals into every render's context; as the ChainMap it builds they
+        # cost more than the render itself, and they never change, so keep one flat copy.
+        self._template.globals = dict(self._template.globals)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PromptTemplate:
         return self  # immutable: copies of a step may share it

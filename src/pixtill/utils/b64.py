@@ -21,8 +21,14 @@ def compact_b64(text: str) -> str:
 def decode_b64(text: str) -> tuple[str, bytes] | None:
     """``(compact text, bytes)`` when ``text`` is strict base64 (standard alphabet, padding
     required, whitespace ignored); None otherwise."""
+    if not text or not text.isascii():
+        return None
+    try:  # the usual case, unwrapped: no need to scan the text for whitespace first
+        return text, pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
     compact = compact_b64(text)
-    if not compact or not compact.isascii():
+    if not compact or compact is text:
         return None
     try:
         return compact, pybase64.b64decode(compact, validate=True)
