@@ -284,12 +284,19 @@ class ResponseCache:
         self._check()
 
     def _run(self) -> None:
+        """Commit what was put, a batch every ``_COMMIT_INTERVAL`` at most.
+
+        After the first put of a batch the thread sleeps instead of waking on every put: each
+        wake-up takes the GIL from the event loop, which then waits to get it back, and per
+        row that cost the loop more than the insert itself.
+        """
         stop = False
         while not stop:
+            item = self._queue.get()
+            if item is not None and not isinstance(item, threading.Event):
+                time.sleep(_COMMIT_INTERVAL)
             batch: list[tuple[str, str, bytes]] = []
             waiters: list[threading.Event] = []
-            item = self._queue.get()
-            deadline = time.monotonic() + _COMMIT_INTERVAL
             while True:
                 if item is None:
                     stop = True
@@ -297,10 +304,11 @@ class ResponseCache:
                     waiters.append(item)
                 else:
                     batch.append(item)
-                if stop or waiters or len(batch) >= _COMMIT_PUTS:
-                    break
+                if len(batch) >= _COMMIT_PUTS:
+                    self._commit(batch)
+                    batch = []
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
             self._commit(batch)
