@@ -49,7 +49,7 @@ _IMAGE_EXTENSIONS = frozenset(
 # Leading bytes of common formats, with the format they name; None where the signature is too
 # short to trust on its own (PIL names those). WEBP and HEIF/AVIF are recognised at offset 8.
 _SIGNATURES: dict[bytes, str | None] = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
+    PNG_SIGNATURE: "PNG",
     b"\xff\xd8\xff": "JPEG",
     b"GIF87a": "GIF",
     b"GIF89a": "GIF",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -441,18 +441,23 @@ class ShardWriter:
 
 
 def _write_shard(table: pa.Table, path: Path, arrow_path: Path | None) -> None:
-    """Write ``table`` as Parquet at ``path`` (and as an Arrow stream at ``arrow_path``), each
-    through a temporary name, so that a killed run never leaves a half-written file."""
+    """Write ``table`` as Parquet at ``path`` (and as an Arrow stream at ``arrow_path``)."""
+    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+    if arrow_path is not None:
+
+        def write_stream(tmp: Path) -> None:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as out:
+                out.write_table(table)
+
+        _write_atomically(arrow_path, write_stream)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a temporary name, then rename: a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
+    write(tmp)
     os.replace(tmp, path)
-    if arrow_path is not None:
-        arrow_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = arrow_path.with_name(arrow_path.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as stream:
-            stream.write_table(table)
-        os.replace(tmp, arrow_path)
 
 
 __all__ = ["IMAGE_ARROW_TYPE", "ShardWriter", "to_hf_image"]
