@@ -550,28 +550,29 @@ def test_cancelled_requests_free_the_window(backend: Backend, base_url: str) -> 
     assert backend.total == 3
 
 
-def test_encode_json_splices_verbatim_strings_unescaped() -> None:
+def test_encode_json_is_compact_json_and_refuses_nan() -> None:
     import json as _json
 
-    from pixtill.models.transport import Verbatim, encode_json
+    from pixtill.models.transport import encode_json
 
-    url = "data:image/png;base64," + "QUJD" * 1000
+    url = "data:image/png;base64," + "bnVsbA" * 1000  # base64 text that holds "null"
     payload = {
         "messages": [
             {
                 "content": [
                     {"type": "text", "text": 'say "hi"\n'},
-                    {"type": "image_url", "image_url": {"url": Verbatim(url)}},
+                    {"type": "image_url", "image_url": {"url": url}},
                 ]
             }
         ],
         "n": 2,
+        "stop": None,
+        "logit_bias": {42: 1.5},
     }
     body = encode_json(payload)
-    assert _json.loads(body) == _json.loads(_json.dumps(payload))
-    assert url.encode() in body
-    # A payload that itself holds the marker is still encoded correctly.
-    tricky = {"a": Verbatim("x"), "b": "\x00pixtill-0"}
-    assert _json.loads(encode_json(tricky)) == {"a": "x", "b": "\x00pixtill-0"}
-    with pytest.raises(ValueError, match="no JSON escaping"):
-        Verbatim('has "quotes"')
+    assert body == _json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="JSON"):
+            encode_json({"temperature": bad})
+        with pytest.raises(ValueError, match="JSON"):
+            encode_json({"a": None, "b": [bad]})

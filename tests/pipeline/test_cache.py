@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
 import signal
 import sqlite3
@@ -89,6 +91,18 @@ def test_codec_refuses_unknown_types() -> None:
         encode_value({"x": object()})
     with pytest.raises(TypeError, match="int key"):
         encode_value({1: "a"})
+
+
+def test_codec_keeps_what_plain_json_fast_path_would_lose() -> None:
+    # NaN and infinities (orjson would write null), None beside them, a tag-like key.
+    value = [{"score": float("nan"), "hi": float("inf"), "none": None, "text": "null"}]
+    decoded = decode_value(encode_value(value))
+    assert math.isnan(decoded[0]["score"]) and decoded[0]["hi"] == float("inf")
+    assert decoded[0]["none"] is None and decoded[0]["text"] == "null"
+    plain = {"generation": "a cat", "meta": {"tokens": [1, 2], "ok": True}}
+    assert encode_value(plain) == json.dumps(plain, separators=(",", ":")).encode()
+    assert decode_value(encode_value(plain)) == plain
+    assert decode_value(encode_value({"__image__": "x"})) == {"__image__": "x"}
 
 
 # -- the cache ------------------------------------------------------------------------------

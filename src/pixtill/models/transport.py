@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import AsyncGenerator, Mapping
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
@@ -41,7 +43,6 @@ __all__ = [
     "EngineStats",
     "RequestEngine",
     "RequestError",
-    "Verbatim",
     "encode_json",
 ]
 
@@ -55,51 +56,30 @@ _NON_RETRYABLE_CLIENT_ERRORS: tuple[type[BaseException], ...] = tuple(
     for name in ("InvalidURL", "ClientSSLError", "TooManyRedirects", "NonHttpUrlClientError")
     if hasattr(aiohttp, name)
 )
-_JSON_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-
-
-class Verbatim(str):
-    """A string that needs no JSON escaping (a base64 data URL), written into the request body
-    as is. The JSON encoder would otherwise scan every byte of every image on every request."""
-
-    __slots__ = ()
-
-    def __new__(cls, value: str) -> Verbatim:
-        # ASCII without quotes or backslashes. Control characters are the caller's promise
-        # (strictly decoded or freshly encoded base64 has none): scanning for them would cost
-        # more than the escaping this saves.
-        if not value.isascii() or '"' in value or "\\" in value:
-            raise ValueError("a Verbatim string must need no JSON escaping")
-        return super().__new__(cls, value)
 
 
 def encode_json(payload: Any) -> bytes:
-    """Compact JSON of ``payload``; `Verbatim` strings are spliced in without escaping."""
-    verbatim: list[Verbatim] = []
+    """Compact JSON of ``payload`` (orjson: one C pass, even over a 40 KB data URL).
 
-    def swap(value: Any) -> Any:
-        if isinstance(value, Verbatim):
-            verbatim.append(value)
-            return f"\x00pixtill-{len(verbatim) - 1}"
-        if isinstance(value, dict):
-            return {k: swap(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [swap(v) for v in value]
-        return value
+    NaN and infinities raise `ValueError`, as with ``json.dumps(allow_nan=False)``, rather than
+    going out as the nulls orjson would write.
+    """
+    if _has_non_finite(payload):
+        json.dumps(payload, allow_nan=False)  # raises, naming the problem
+    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
 
-    text = _JSON_ENCODER.encode(swap(payload))
-    if not verbatim:
-        return text.encode()
-    pieces = text.split("\\u0000pixtill-")
-    if len(pieces) != len(verbatim) + 1:  # the payload itself holds the marker: play safe
-        return _JSON_ENCODER.encode(payload).encode()
-    out = [pieces[0].encode()]
-    for piece in pieces[1:]:
-        index, _, rest = piece.partition('"')
-        out.append(verbatim[int(index)].encode())
-        out.append(b'"')
-        out.append(rest.encode())
-    return b"".join(out)
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a float in ``value`` is NaN or infinite (strings, however long, are skipped)."""
+    if isinstance(value, str):
+        return False
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(item) for item in value)
+    return False
 
 
 class EngineConfig(BaseModel):

@@ -21,6 +21,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePath
 from typing import Any
 
+import orjson
 import pybase64
 from PIL import Image as PILImage
 from pydantic import BaseModel
@@ -45,6 +46,7 @@ _COMMIT_INTERVAL = 0.05
 _COMMIT_PUTS = 500
 _IN_CHUNK = 500
 _TAGS = ("__bytes__", "__image__", "__image_url__", "__path__", "__dict__")
+_TAG_BYTES = tuple(f'"{tag}"'.encode() for tag in _TAGS)
 
 
 # -- the value codec -------------------------------------------------------------------------
@@ -94,14 +96,30 @@ def _decode(value: Any) -> Any:
     return {key: _decode(item) for key, item in value.items()}
 
 
-def encode_value(value: Any) -> str:
+def encode_value(value: Any) -> bytes:
     """Tagged JSON: JSON values as is, ``bytes`` and images (`ImageRef`, PIL) as base64."""
-    return json.dumps(_encode(value), ensure_ascii=False, separators=(",", ":"))
+    try:
+        # The usual value is plain JSON (text, numbers, metadata dicts): orjson encodes it in
+        # one C pass, ~30x faster than walking it here. Anything else, a dict key that looks
+        # like a tag, or a "null" (which may be a NaN that orjson writes as null) goes the
+        # tagged way.
+        data = orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: bytes, images, paths, non-str keys, ...
+        pass
+    else:
+        if b"null" not in data and not any(tag in data for tag in _TAG_BYTES):
+            return data
+    return json.dumps(_encode(value), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def decode_value(text: str | bytes) -> Any:
     """The inverse of `encode_value`; images come back as `ImageRef`."""
-    return _decode(json.loads(text))
+    data = text.encode() if isinstance(text, str) else text
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN and infinities, which only the stdlib parser reads
+        value = json.loads(data)
+    return _decode(value) if any(tag in data for tag in _TAG_BYTES) else value
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -268,7 +286,7 @@ class ResponseCache:
 
     def put(self, step: str, row_key: str, rows: list[dict[str, Any]]) -> None:
         self._check()
-        value = encode_value(rows).encode()  # encoded here: a bad value fails the caller
+        value = encode_value(rows)  # encoded here: a bad value fails the caller
         with self._lock:
             self._pending[(step, row_key)] = value
             self._stats["puts"] += 1

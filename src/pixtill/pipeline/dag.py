@@ -19,6 +19,7 @@ from pixtill.paths import cache_dir as default_cache_dir
 from pixtill.pipeline.progress import RunObserver, RunSummary
 from pixtill.steps.base import ACTIVE_GRAPH, GeneratorStep, GlobalStep, _Step
 from pixtill.steps.generators.data import LoadDataFromIterable
+from pixtill.utils.gc_freeze import frozen_heap
 from pixtill.utils.memory import limit_malloc_arenas
 
 if TYPE_CHECKING:
@@ -220,7 +221,8 @@ class Pipeline:
                 observer=observer or RunObserver(),
                 rows_per_shard=rows_per_shard,
             )
-            _run_coroutine(executor.run())
+            with frozen_heap():
+                _run_coroutine(executor.run())
             summary = executor.summary
         finally:
             for step in reversed(loaded):

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms.base import FormattedInput, GenerateOutput
-from pixtill.models.transport import Verbatim
 
 __all__ = [
     "Choice",
@@ -52,15 +51,12 @@ def _data_url_sync(ref: ImageRef, resize: ResizePolicy | None) -> str:
 
 
 async def image_data_url(ref: ImageRef, resize: ResizePolicy | None = None) -> str:
-    """``data:<mime>;base64,...`` of ``ref``, shrunk by ``resize``, in a format chat APIs take.
-
-    Returned as `Verbatim`: base64 needs no JSON escaping, so the request body takes it as is.
-    """
+    """``data:<mime>;base64,...`` of ``ref``, shrunk by ``resize``, in a format chat APIs take."""
     if _inline_ok(ref, resize):
-        return Verbatim(ref.to_data_url())
+        return ref.to_data_url()
     if ref.kind == "url":
         await ref.aget_bytes()
-    return Verbatim(await asyncio.to_thread(_data_url_sync, ref, resize))
+    return await asyncio.to_thread(_data_url_sync, ref, resize)
 
 
 def _image_of(part: dict[str, Any]) -> ImageRef | None:
