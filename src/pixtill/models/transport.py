@@ -37,6 +37,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
+from pixtill.utils import fast_json
 
 __all__ = [
     "EngineConfig",
@@ -66,7 +67,7 @@ def encode_json(payload: Any) -> bytes:
     """
     if _has_non_finite(payload):
         json.dumps(payload, allow_nan=False)  # raises, naming the problem
-    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+    return fast_json.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _has_non_finite(value: Any) -> bool:

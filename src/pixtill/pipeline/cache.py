@@ -27,6 +27,7 @@ from PIL import Image as PILImage
 from pydantic import BaseModel
 
 from pixtill.images import ImageError, ImageRef, is_image_value
+from pixtill.utils import fast_json
 from pixtill.utils.b64 import encode_b64
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
@@ -103,7 +104,7 @@ def encode_value(value: Any) -> bytes:
         # one C pass, ~30x faster than walking it here. Anything else, a dict key that looks
         # like a tag, or a "null" (which may be a NaN that orjson writes as null) goes the
         # tagged way.
-        data = orjson.dumps(value)
+        data = fast_json.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: bytes, images, paths, non-str keys, ...
         pass
     else:
