@@ -11,7 +11,7 @@ from pixtill.utils import fast_json
 
 
 def test_same_bytes_as_orjson_and_the_same_errors() -> None:
-    value = {"text": "é \"quoted\"", "n": [1, 2.5, None, True], "nested": {"k": "v"}}
+    value = {"text": 'é "quoted"', "n": [1, 2.5, None, True], "nested": {"k": "v"}}
     assert fast_json.dumps(value) == orjson.dumps(value)
     assert json.loads(fast_json.dumps({1: "a"}, option=orjson.OPT_NON_STR_KEYS)) == {"1": "a"}
     with pytest.raises(TypeError):

@@ -72,14 +72,18 @@ def encode_json(payload: Any) -> bytes:
 
 def _has_non_finite(value: Any) -> bool:
     """Whether a float in ``value`` is NaN or infinite (strings, however long, are skipped)."""
-    if isinstance(value, str):
-        return False
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_non_finite(item) for item in value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
     return False
 
 

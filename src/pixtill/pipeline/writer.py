@@ -43,11 +43,11 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from PIL import Image as PILImage
 
 from pixtill.images import ImageError, ImageRef, coerce_image, is_image_value
+from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer
 from pixtill.utils.b64 import encode_b64
 
 logger = logging.getLogger(__name__)
 
-IMAGE_ARROW_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
 PIXTILL_METADATA_KEY = b"pixtill"
 
 # `datasets.List` is datasets 4's name for what datasets 3 calls `Sequence`.
@@ -285,6 +285,7 @@ class ShardWriter:
         self._kinds: dict[str, ColumnKind] = {}
         self._types: dict[str, pa.DataType] = {}
         self._shards: list[_Shard] = []
+        self._image_buffers: dict[str, ImageColumnBuffer] = {}
         self._closed = False
 
     @property
@@ -349,17 +350,25 @@ class ShardWriter:
         kind = self._kinds.get(name)
         if kind == "image":
             self._types[name] = IMAGE_ARROW_TYPE
-            return pa.array(self._images(name, values, offset), type=IMAGE_ARROW_TYPE)
+            return self._image_buffer(name).build(self._images(name, values, offset))
         if kind == "image_list":
             self._types[name] = pa.list_(IMAGE_ARROW_TYPE)
             lists = [
                 None if v is None else v if isinstance(v, (list, tuple)) else [v] for v in values
             ]
-            converted = [
-                None if v is None else self._images(name, list(v), offset + i, in_list=True)
-                for i, v in enumerate(lists)
-            ]
-            return pa.array(converted, type=self._types[name])
+            flat: list[Any] = []
+            ends = [0]
+            for i, images in enumerate(lists):
+                if images is not None:
+                    flat.extend(self._images(name, list(images), offset + i, in_list=True))
+                ends.append(len(flat))
+            missing = [images is None for images in lists]
+            return pa.ListArray.from_arrays(
+                pa.array(ends, type=pa.int32()),
+                self._image_buffer(name).build(flat),
+                type=self._types[name],
+                mask=pa.array(missing, type=pa.bool_()) if any(missing) else None,
+            )
         if kind == "text":
             values = [self._text(name, v, offset + i) for i, v in enumerate(values)]
         if kind != "json":
@@ -377,6 +386,11 @@ class ShardWriter:
                 return array
         self._types[name] = pa.string()
         return pa.array([_to_json(v) for v in values], type=pa.string())
+
+    def _image_buffer(self, name: str) -> ImageColumnBuffer:
+        if name not in self._image_buffers:
+            self._image_buffers[name] = ImageColumnBuffer()
+        return self._image_buffers[name]
 
     def _images(
         self, name: str, values: list[Any], offset: int, *, in_list: bool = False

@@ -1,0 +1,79 @@
+"""Build a shard's image column (``{"bytes", "path"}`` structs) in memory kept across shards.
+
+``pa.array`` copies every image into a fresh Arrow buffer that grows by doubling and is freed
+after the shard is written, so each shard touches ~1.5x its image bytes of new memory. On the
+VMs we measure on, first-touching memory is what costs: 70-200 ms of kernel time per 40 MB
+shard (2-5 ms when the memory is reused). Here the bytes are copied once into a ``bytearray``
+that the next shard reuses, and Arrow wraps it without a copy.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
+
+IMAGE_ARROW_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
+_MAX_BINARY_BYTES = 2**31 - 1  # `binary` has 32-bit offsets
+
+
+class ImageColumnBuffer:
+    """One image column's byte buffer, reused by every shard the writer builds."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def build(self, values: list[dict[str, Any] | None]) -> pa.Array:
+        """A struct array of ``values`` (HF image dicts or None).
+
+        The array points into this object's buffer: it must be dropped before the next
+        `build` (a still-referenced buffer is detected and a new one used instead)."""
+        sizes = [0 if v is None or v["bytes"] is None else len(v["bytes"]) for v in values]
+        total = sum(sizes)
+        if total > _MAX_BINARY_BYTES:
+            return pa.array(values, type=IMAGE_ARROW_TYPE)
+        buffer = self._reserve(total)
+        view = memoryview(buffer)
+        offsets = array("i", [0]) * (len(values) + 1)
+        position = 0
+        for i, (value, size) in enumerate(zip(values, sizes)):
+            if size:
+                view[position : position + size] = value["bytes"]  # type: ignore[index]
+                position += size
+            offsets[i + 1] = position
+        missing_bytes = [v is None or v["bytes"] is None for v in values]
+        data = pa.Array.from_buffers(
+            pa.binary(),
+            len(values),
+            [_validity(missing_bytes), pa.py_buffer(offsets), pa.py_buffer(view[:total])],
+        )
+        paths = pa.array([None if v is None else v["path"] for v in values], type=pa.string())
+        missing = [v is None for v in values]
+        return pa.StructArray.from_arrays(
+            [data, paths],
+            fields=list(IMAGE_ARROW_TYPE),
+            mask=pa.array(missing, type=pa.bool_()) if any(missing) else None,
+        )
+
+    def _reserve(self, size: int) -> bytearray:
+        buffer = self._buffer
+        if buffer:
+            try:  # resizing fails while an earlier array still points into the buffer
+                del buffer[-1]  # (a shrink by one byte, then a grow, never moves the bytes)
+                buffer.append(0)
+            except BufferError:
+                buffer = self._buffer = bytearray()
+        if len(buffer) < size:
+            buffer = self._buffer = bytearray(size + size // 4)
+        return buffer
+
+
+def _validity(missing: list[bool]) -> pa.Buffer | None:
+    """An Arrow validity bitmap (1 = present), or None when nothing is missing."""
+    if not any(missing):
+        return None
+    return pa.array([not m for m in missing], type=pa.bool_()).buffers()[1]
+
+
+__all__ = ["IMAGE_ARROW_TYPE", "ImageColumnBuffer"]
