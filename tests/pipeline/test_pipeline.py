@@ -65,6 +65,13 @@ class Explode(Step):
         yield inputs
 
 
+class ExplodeLater(Step):
+    def process(self, inputs: StepInput) -> StepOutput:
+        if inputs[0]["a"] >= 150:
+            raise RuntimeError("worker exploded late")
+        yield inputs
+
+
 class BrokenLoad(Step):
     def load(self) -> None:
         raise OSError("weights not found")
@@ -206,6 +213,15 @@ def test_worker_error_surfaces(tmp_path: Path) -> None:
         LoadDataFromDicts(data=[{"a": 1}] * 100, batch_size=10) >> Explode(name="boom")
     with pytest.raises(PipelineError, match="step 'boom' failed: RuntimeError: worker exploded"):
         pipeline.run()
+
+
+def test_a_failed_run_leaves_no_partial_shard(tmp_path: Path) -> None:
+    with Pipeline(name="late", cache_dir=tmp_path) as pipeline:
+        rows = [{"a": i} for i in range(300)]
+        LoadDataFromDicts(data=rows, batch_size=10) >> ExplodeLater(name="late", replicas=1)
+    with pytest.raises(PipelineError, match="worker exploded late"):
+        pipeline.run(output_dir=tmp_path / "out")
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_empty_result_is_an_error(tmp_path: Path) -> None:

@@ -294,3 +294,52 @@ def test_no_arrow_copies_unless_asked(tmp_path: Path) -> None:
     writer.close()
     assert writer.arrow_paths == []
     assert not list(tmp_path.rglob("*.arrow"))
+
+
+def test_rows_go_to_disk_a_chunk_at_a_time(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path / "leaf", rows_per_shard=1000, arrow_directory=tmp_path / "a")
+    writer.write([{"i": i} for i in range(250)])
+    assert writer.rows_written == 0 and writer.pending_rows == 250  # the shard is still open
+    assert list((tmp_path / "leaf").glob("*.tmp"))  # ... and being written
+    paths = writer.close()
+    assert len(paths) == 1
+    row_groups = pq.ParquetFile(paths[0]).metadata
+    assert [row_groups.row_group(g).num_rows for g in range(row_groups.num_row_groups)] == [
+        100,
+        100,
+        50,
+    ]
+    assert [r["i"] for r in read_all(paths)] == list(range(250))
+
+
+def test_a_wider_schema_starts_a_new_shard_and_all_end_alike(tmp_path: Path) -> None:
+    ok = {"raw_output_gen": "text"}
+    rows = [{"i": i, "pixtill_metadata": ok} for i in range(150)]
+    rows[120]["pixtill_metadata"] = {**ok, "error_gen": "boom"}
+    writer = ShardWriter(tmp_path / "leaf", rows_per_shard=1000, arrow_directory=tmp_path / "a")
+    writer.write(rows)
+    paths = writer.close()
+    assert [pq.read_metadata(p).num_rows for p in paths] == [100, 50]
+    schemas = [pq.read_schema(p) for p in paths]
+    assert schemas[0].equals(schemas[1], check_metadata=True)
+    out = read_all(paths)
+    assert [r["i"] for r in out] == list(range(150))
+    assert out[0]["pixtill_metadata"] == {**ok, "error_gen": None}
+    assert out[120]["pixtill_metadata"]["error_gen"] == "boom"
+    arrow_rows = [
+        row
+        for path in writer.arrow_paths
+        for row in pa.ipc.open_stream(pa.OSFile(str(path))).read_all().to_pylist()
+    ]
+    assert arrow_rows == out
+
+
+def test_abort_removes_the_open_shard_and_keeps_finished_ones(tmp_path: Path) -> None:
+    writer = ShardWriter(tmp_path / "leaf", rows_per_shard=100, arrow_directory=tmp_path / "a")
+    writer.write([{"i": i} for i in range(150)])
+    writer.abort()
+    assert sorted(p.name for p in (tmp_path / "leaf").iterdir()) == ["data-00000.parquet"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["data-00000.arrow"]
+    writer.abort()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.write([{"i": 0}])

@@ -114,10 +114,13 @@ class LocalExecutor:
                     exc = task.exception()
                     if exc is not None:
                         raise _worker_error(workers[task], exc) from exc
-        finally:
+        except BaseException:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            for writer in self._writers.values():
+                writer.abort()  # after the writer tasks: none is still writing
+            raise
         shards = {}
         for leaf, writer in self._writers.items():
             shards[leaf] = await asyncio.to_thread(writer.close)
@@ -174,7 +177,13 @@ class LocalExecutor:
                     finished = True
                     break
                 rows.extend(more)
-            await asyncio.to_thread(writer.write, rows)
+            writing = asyncio.ensure_future(asyncio.to_thread(writer.write, rows))
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: let it finish before the run aborts the writer.
+                await asyncio.gather(writing, return_exceptions=True)
+                raise
 
     async def _emit(self, name: str, items: list[Item]) -> None:
         if not items:

@@ -1,7 +1,12 @@
-"""Write a step's rows as Parquet shards while the run goes, one shard in memory at a time.
+"""Write a step's rows as Parquet shards while the run goes, one chunk of rows in memory.
 
-Shards are named ``data-00000.parquet``, ``data-00001.parquet``, ... and each is written to
-``<name>.tmp`` and then renamed, so a reader never sees a partial file. Their schema carries the
+Shards are named ``data-00000.parquet``, ``data-00001.parquet``, ... Rows are converted and
+appended to the open shard a chunk at a time (a Parquet row group of at most 100 rows), so
+the encoding and the disk writes happen while the run goes rather than in one burst per shard
+(the last of which would delay the end of the run). A shard is written as ``<name>.tmp`` and
+renamed when complete, so a reader never sees a partial file. A shard also ends early when
+the schema of the rows widens (a new column, a new metadata key, a wider type): every chunk
+of a shard has the shard's schema. Their schema carries the
 ``datasets`` features (``huggingface`` metadata), so ``datasets`` reads image columns back as
 `datasets.Image` features.
 
@@ -53,6 +58,8 @@ PIXTILL_METADATA_KEY = b"pixtill"
 # `datasets.List` is datasets 4's name for what datasets 3 calls `Sequence`.
 _LIST_FEATURE: Any = getattr(datasets, "List", None) or datasets.Sequence
 ColumnKind = Literal["image", "image_list", "text", "json", "value"]
+_CHUNK_ROWS = 100  # rows per conversion, and per Parquet row group (as `datasets` does for images)
+_CHUNK_BYTES = 64 * 2**20
 _ARROW_ERRORS = (
     pa.ArrowInvalid,
     pa.ArrowTypeError,
@@ -133,37 +140,21 @@ def _to_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=_json_default)
 
 
-def _approx_nbytes(value: Any, depth: int = 0) -> int:
-    """A cheap estimate of what a value adds to a shard (images count their pixels).
-
-    Containers are looked into two levels deep (enough for image dicts and lists of them);
-    deeper ones, such as the messages inside the metadata, count a flat 64 bytes, since
-    walking every row's metadata cost more than encoding it."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return 8
-    if isinstance(value, (str, bytes, bytearray, memoryview)):
-        return len(value) + 8
-    if isinstance(value, PILImage.Image):
-        return value.width * value.height * max(1, len(value.getbands()))
-    if isinstance(value, ImageRef):
-        if value.kind == "bytes":
-            return len(value.get_bytes())
-        if value.kind == "path" and value.path is not None:
-            try:
-                return value.path.stat().st_size
-            except OSError:
-                return 64
-        if value.kind == "pil":
-            width, height = value.size
-            return width * height * 3
-        return 64
-    if depth > 2:
-        return 64
-    if isinstance(value, dict):
-        return sum(_approx_nbytes(v, depth + 1) for v in value.values()) + 16 * len(value)
-    if isinstance(value, (list, tuple)):
-        return sum(_approx_nbytes(item, depth + 1) for item in value) + 8
-    return 64
+def _estimate_nbytes(row: dict[str, Any]) -> int:
+    """A cheap estimate of what a row adds to a chunk: only its top-level values are looked
+    at (strings and images by size, anything nested as a flat 64 bytes). It only decides when
+    to convert a chunk; shard sizes are measured on the converted arrays."""
+    total = 0
+    for value in row.values():
+        if isinstance(value, (str, bytes, bytearray)):
+            total += len(value)
+        elif isinstance(value, ImageRef) and value.kind == "bytes":
+            total += len(value.get_bytes())
+        elif isinstance(value, PILImage.Image):
+            total += value.width * value.height * 3
+        else:
+            total += 64
+    return total
 
 
 # -- typing columns --------------------------------------------------------------------------
@@ -249,8 +240,55 @@ class _Shard:
     arrow_path: Path | None = None
 
 
+class _OpenShard:
+    """A shard being written: Parquet row groups and Arrow record batches are appended to
+    temporary files, renamed into place by `finish`."""
+
+    def __init__(
+        self, path: Path, arrow_path: Path | None, schema: pa.Schema, json_columns: frozenset[str]
+    ) -> None:
+        self.path, self.arrow_path, self.schema = path, arrow_path, schema
+        self.json_columns = json_columns
+        self.rows = 0
+        self.nbytes = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._parquet = pq.ParquetWriter(str(_temporary(path)), schema)
+        self._arrow: Any = None
+        self._arrow_sink: Any = None
+        if arrow_path is not None:
+            arrow_path.parent.mkdir(parents=True, exist_ok=True)
+            self._arrow_sink = pa.OSFile(str(_temporary(arrow_path)), "wb")
+            self._arrow = pa.ipc.new_stream(self._arrow_sink, schema)
+
+    def append(self, table: pa.Table) -> None:
+        self._parquet.write_table(table)
+        if self._arrow is not None:
+            self._arrow.write_table(table)
+        self.rows += table.num_rows
+        self.nbytes += table.nbytes
+
+    def discard(self) -> None:
+        try:
+            self._parquet.close()
+            if self._arrow is not None:
+                self._arrow.close()
+                self._arrow_sink.close()
+        finally:
+            for path in (self.path, self.arrow_path):
+                if path is not None:
+                    _temporary(path).unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        self._parquet.close()
+        os.replace(_temporary(self.path), self.path)
+        if self._arrow is not None and self.arrow_path is not None:
+            self._arrow.close()
+            self._arrow_sink.close()
+            os.replace(_temporary(self.arrow_path), self.arrow_path)
+
+
 class ShardWriter:
-    """Writes rows as Parquet shards while a run goes; memory is bounded by one shard.
+    """Writes rows as Parquet shards while a run goes; memory is bounded by one chunk.
 
     Not thread-safe: call it from one thread at a time. ``rows_written`` counts the rows in
     shards on disk (after `close`, all of them).
@@ -279,67 +317,94 @@ class ShardWriter:
         self.rows_per_shard = rows_per_shard
         self.max_shard_bytes = max_shard_bytes
         self.rows_written = 0
-        self._buffer: list[dict[str, Any]] = []
-        self._buffer_bytes = 0
+        self._pending: list[dict[str, Any]] = []
+        self._pending_bytes = 0
+        self._rows_seen = 0  # rows converted so far: the row numbers in warnings
         self._columns: dict[str, None] = {}  # first-seen order
         self._kinds: dict[str, ColumnKind] = {}
         self._types: dict[str, pa.DataType] = {}
         self._shards: list[_Shard] = []
+        self._open: _OpenShard | None = None
         self._image_buffers: dict[str, ImageColumnBuffer] = {}
         self._closed = False
 
     @property
     def pending_rows(self) -> int:
-        """Rows buffered for the next shard."""
-        return len(self._buffer)
+        """Rows not yet in a finished shard."""
+        return len(self._pending) + (self._open.rows if self._open is not None else 0)
 
     @property
     def json_columns(self) -> list[str]:
         return [c for c in self._columns if self._kinds.get(c) == "json"]
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        """Buffer ``rows``; a shard is written whenever the buffer is full."""
+        """Buffer ``rows``; each full chunk is appended to the open shard."""
         if self._closed:
             raise RuntimeError(f"the shard writer for {self.directory} is closed")
         for row in rows:
-            self._buffer.append(row)
-            self._buffer_bytes += sum(_approx_nbytes(v) for v in row.values())
-            if len(self._buffer) >= self.rows_per_shard or (
-                self._buffer_bytes >= self.max_shard_bytes
+            self._pending.append(row)
+            self._pending_bytes += _estimate_nbytes(row)
+            room_rows = self.rows_per_shard - (self._open.rows if self._open else 0)
+            room_bytes = self.max_shard_bytes - (self._open.nbytes if self._open else 0)
+            if len(self._pending) >= min(_CHUNK_ROWS, room_rows) or self._pending_bytes >= min(
+                _CHUNK_BYTES, room_bytes
             ):
-                self._flush()
+                self._write_chunk()
 
     def close(self) -> list[Path]:
-        """Write the last shard, bring every shard to the final schema, return their paths."""
+        """Write the last rows, bring every shard to the final schema, return their paths."""
         if not self._closed:
-            self._flush()
+            self._write_chunk()
+            self._finish_shard()
             self._closed = True
             self._reconcile()
         return [shard.path for shard in self._shards]
+
+    def abort(self) -> None:
+        """Give up after a failed run: close the open shard's files and remove them (finished
+        shards stay). Idempotent."""
+        self._closed = True
+        self._pending = []
+        shard, self._open = self._open, None
+        if shard is not None:
+            shard.discard()
 
     @property
     def arrow_paths(self) -> list[Path]:
         """The Arrow copies of the shards, in order (empty without ``arrow_directory``)."""
         return [shard.arrow_path for shard in self._shards if shard.arrow_path is not None]
 
-    # -- one shard -----------------------------------------------------------------------
-    def _flush(self) -> None:
-        rows, self._buffer, self._buffer_bytes = self._buffer, [], 0
+    # -- one chunk, one shard ------------------------------------------------------------
+    def _write_chunk(self) -> None:
+        rows, self._pending, self._pending_bytes = self._pending, [], 0
         if not rows:
             return
         for row in rows:
             self._columns.update(dict.fromkeys(row))
-        offset = self.rows_written
-        arrays = [self._column_array(name, rows, offset) for name in self._columns]
+        arrays = [self._column_array(name, rows, self._rows_seen) for name in self._columns]
+        self._rows_seen += len(rows)
         schema = self._schema()
         table = pa.Table.from_arrays(arrays, schema=schema)
-        path = self.directory / f"data-{len(self._shards):05d}.parquet"
-        arrow_path = None
-        if self.arrow_directory is not None:
-            arrow_path = self.arrow_directory / path.with_suffix(".arrow").name
-        _write_shard(table, path, arrow_path)
-        self._shards.append(_Shard(path, schema, frozenset(self.json_columns), arrow_path))
-        self.rows_written += len(rows)
+        if self._open is not None and not self._open.schema.equals(schema, check_metadata=True):
+            self._finish_shard()  # the schema widened: these rows start the next shard
+        if self._open is None:
+            path = self.directory / f"data-{len(self._shards):05d}.parquet"
+            arrow_path = None
+            if self.arrow_directory is not None:
+                arrow_path = self.arrow_directory / path.with_suffix(".arrow").name
+            self._open = _OpenShard(path, arrow_path, schema, frozenset(self.json_columns))
+        self._open.append(table)
+        del table, arrays  # the image buffers are reused by the next chunk
+        if self._open.rows >= self.rows_per_shard or self._open.nbytes >= self.max_shard_bytes:
+            self._finish_shard()
+
+    def _finish_shard(self) -> None:
+        shard, self._open = self._open, None
+        if shard is None:
+            return
+        shard.finish()
+        self._shards.append(_Shard(shard.path, shard.schema, shard.json_columns, shard.arrow_path))
+        self.rows_written += shard.rows
 
     def _column_array(self, name: str, rows: list[dict[str, Any]], offset: int) -> pa.Array:
         values = [row.get(name) for row in rows]
@@ -469,9 +534,13 @@ def _write_shard(table: pa.Table, path: Path, arrow_path: Path | None) -> None:
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """``write`` to a temporary name, then rename: a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temporary(path)
     write(tmp)
     os.replace(tmp, path)
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
 
 
 __all__ = ["IMAGE_ARROW_TYPE", "ShardWriter", "to_hf_image"]
