@@ -15,7 +15,6 @@ import json
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePath
@@ -245,6 +244,7 @@ class ResponseCache:
         self._error: BaseException | None = None
         self._closed = False
         self._stats = {"hits": 0, "misses": 0, "puts": 0}
+        self._hurry = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pixtill-cache", daemon=True)
         self._thread.start()
 
@@ -299,6 +299,7 @@ class ResponseCache:
             return
         done = threading.Event()
         self._queue.put(done)
+        self._hurry.set()
         done.wait()
         self._check()
 
@@ -313,7 +314,8 @@ class ResponseCache:
         while not stop:
             item = self._queue.get()
             if item is not None and not isinstance(item, threading.Event):
-                time.sleep(_COMMIT_INTERVAL)
+                self._hurry.wait(_COMMIT_INTERVAL)  # `flush` and `close` cut the wait short
+                self._hurry.clear()
             batch: list[tuple[str, str, bytes]] = []
             waiters: list[threading.Event] = []
             while True:
@@ -356,6 +358,7 @@ class ResponseCache:
         if self._closed:
             return
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join()
         self._closed = True
         with self._lock:
