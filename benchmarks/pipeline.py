@@ -11,6 +11,11 @@ peak RSS is its own. Printed per row count: pixtill rows/s, bare-loop rows/s at 
 concurrency, their ratio, the Little's-law limit, peak RSS, and the cache size on disk relative
 to the image bytes the rows held. Targets: >= 0.8x the bare loop; RSS at 20,000 rows no more
 than 1.2x that at 2,000; cache <= 1.1x the image bytes.
+
+Each row count is measured ``--repeats`` times (default 3) as a pixtill run next to a bare run,
+the order alternating; the ratio printed is the median of the pairs' ratios (every pair's
+ratio is shown too), since on a shared 2-core machine both clients' rates move by 10-20%
+from one run to the next.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import base64
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="pixtill/bare pairs per row count")
     parser.add_argument("--client", choices=["pixtill", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,20 +140,30 @@ def main() -> None:
         header = (
             f"{'rows':>7} {'pixtill r/s':>12} {'bare r/s':>9} {'ratio':>6} "
             f"{'pix/limit':>9} {'pix RSS MB':>10} {'bare RSS MB':>11} {'cache/images':>12}"
+            "   (rates: medians; ratio: median of the pairs'; RSS: the largest)"
         )
         print(header)
         print("-" * len(header))
         rss_by_rows = {}
         for rows in args.rows:
-            pix = run_client("pixtill", port, rows, args)
-            bare = run_client("bare", port, rows, args)
-            pix_rate, bare_rate = rows / pix["elapsed"], rows / bare["elapsed"]
+            pairs = []
+            for repeat in range(args.repeats):
+                order = ("pixtill", "bare") if repeat % 2 == 0 else ("bare", "pixtill")
+                results = {client: run_client(client, port, rows, args) for client in order}
+                pairs.append((results["pixtill"], results["bare"]))
+            pix_rates = [rows / pix["elapsed"] for pix, _ in pairs]
+            bare_rates = [rows / bare["elapsed"] for _, bare in pairs]
+            ratios = [p / b for p, b in zip(pix_rates, bare_rates)]
+            pix_rate, bare_rate = statistics.median(pix_rates), statistics.median(bare_rates)
+            pix = max((p for p, _ in pairs), key=lambda r: r["peak_rss_mb"])
+            bare = max((b for _, b in pairs), key=lambda r: r["peak_rss_mb"])
             share = f"{pix_rate / limit:9.2f}" if limit else f"{'n/a':>9}"
             rss_by_rows[rows] = pix["peak_rss_mb"]
             print(
-                f"{rows:>7} {pix_rate:>12.0f} {bare_rate:>9.0f} {pix_rate / bare_rate:>6.2f} "
+                f"{rows:>7} {pix_rate:>12.0f} {bare_rate:>9.0f} {statistics.median(ratios):>6.2f} "
                 f"{share} {pix['peak_rss_mb']:>10.0f} {bare['peak_rss_mb']:>11.0f} "
-                f"{pix['cache_ratio']:>12.4f}",
+                f"{pix['cache_ratio']:>12.4f}   "
+                f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})",
                 flush=True,
             )
         if len(rss_by_rows) > 1:
