@@ -33,8 +33,10 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import aiohttp.payload
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from yarl import URL
 
 from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
 from pixtill.utils import fast_json
@@ -57,6 +59,9 @@ _NON_RETRYABLE_CLIENT_ERRORS: tuple[type[BaseException], ...] = tuple(
     for name in ("InvalidURL", "ClientSSLError", "TooManyRedirects", "NonHttpUrlClientError")
     if hasattr(aiohttp, name)
 )
+
+
+_MAX_PARSED_URLS = 256
 
 
 def encode_json(payload: Any) -> bytes:
@@ -242,6 +247,7 @@ class RequestEngine:
         self._headers: dict[str, str] = dict(headers or {})
         self._post_headers: dict[str, str] = {"Content-Type": "application/json", **self._headers}
         self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        self._urls: dict[str, URL] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {cfg.timeout: self._timeout}
         self._limit = AdaptiveLimit(
             minimum=cfg.min_concurrent_requests,
@@ -391,6 +397,15 @@ class RequestEngine:
                     tpm.refund(float(tokens))
                 raise
 
+    def _parsed_url(self, url: str) -> URL:
+        """``url`` parsed once: most engines send every request to one or two URLs."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _MAX_PARSED_URLS:
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
+
     async def _send(
         self,
         method: str,
@@ -413,6 +428,7 @@ class RequestEngine:
             state = await self._loop_state(loop)
         session, pool, limit, stats = state.session, state.pool, self._limit, self.stats
         max_attempts = self.config.max_retries + 1
+        parsed_url = self._parsed_url(url)
         data: bytes | None = None
         attempt = 0
         while True:
@@ -427,8 +443,11 @@ class RequestEngine:
             try:
                 if data is None and payload is not None:
                     data = encode_json(payload)  # TypeError/ValueError: raised
+                # A ready payload and a parsed URL spare aiohttp its per-request type lookup
+                # and URL parsing.
+                sent = None if data is None else aiohttp.payload.BytesPayload(data)
                 async with session.request(
-                    method, url, data=data, headers=headers, timeout=timeout
+                    method, parsed_url, data=sent, headers=headers, timeout=timeout
                 ) as resp:
                     status = resp.status
                     if 200 <= status < 300:
