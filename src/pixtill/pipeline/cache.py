@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from pixtill.images import ImageError, ImageRef, is_image_value
 from pixtill.utils import fast_json
 from pixtill.utils.b64 import encode_b64
+from pixtill.utils.thread_priority import lower_thread_priority
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
     {"input_batch_size", "batch_size", "replicas", "input_mappings"}
@@ -310,6 +311,7 @@ class ResponseCache:
         wake-up takes the GIL from the event loop, which then waits to get it back, and per
         row that cost the loop more than the insert itself.
         """
+        lower_thread_priority()  # commits can wait; the event loop cannot
         stop = False
         while not stop:
             item = self._queue.get()

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from pixtill.pipeline.writer import ShardWriter
 from pixtill.steps.base import GeneratorStep, GlobalStep, Step, _Step
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
 from pixtill.steps.typing import Row
+from pixtill.utils.thread_priority import lower_thread_priority
 
 if TYPE_CHECKING:
     from pixtill.pipeline.dag import Pipeline
@@ -75,11 +77,21 @@ class LocalExecutor:
         # Per leaf, the Arrow copies of its shards, which the run's `Distiset` memory-maps.
         self.arrow_files: dict[str, list[Path]] = {}
         self._write_queues: dict[str, asyncio.Queue[list[Row] | None]] = {}
+        # The leaves' writers get their own thread, below the event loop's priority.
+        self._write_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="pixtill-writer", initializer=lower_thread_priority
+        )
         self._uncacheable_warned = False
         self._signatures: dict[str, str] = {}
 
     # -- orchestration -------------------------------------------------------------------
     async def run(self) -> dict[str, list[Path]]:
+        try:
+            return await self._run()
+        finally:
+            self._write_pool.shutdown(wait=True)  # idle by now: the writer tasks are done
+
+    async def _run(self) -> dict[str, list[Path]]:
         pipeline = self.pipeline
         order = pipeline.topological_order()
         self._queues = {
@@ -123,7 +135,9 @@ class LocalExecutor:
             raise
         shards = {}
         for leaf, writer in self._writers.items():
-            shards[leaf] = await asyncio.to_thread(writer.close)
+            shards[leaf] = await asyncio.get_running_loop().run_in_executor(
+                self._write_pool, writer.close
+            )
             self.arrow_files[leaf] = writer.arrow_paths
             self.summary.leaf_rows[leaf] = writer.rows_written
         self.summary.wall_seconds = time.perf_counter() - started
@@ -177,7 +191,8 @@ class LocalExecutor:
                     finished = True
                     break
                 rows.extend(more)
-            writing = asyncio.ensure_future(asyncio.to_thread(writer.write, rows))
+            loop = asyncio.get_running_loop()
+            writing = loop.run_in_executor(self._write_pool, writer.write, rows)
             try:
                 await asyncio.shield(writing)
             except asyncio.CancelledError:
