@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import pickle
 import socket
 import time
@@ -57,6 +58,7 @@ class Backend:
         app.router.add_post("/global", self.global_limited)
         app.router.add_post("/status", self.status)
         app.router.add_post("/badjson", self.badjson)
+        app.router.add_post("/pyjson", self.pyjson)
         app.router.add_get("/bytes", self.bytes_)
         return app
 
@@ -112,6 +114,10 @@ class Backend:
             await asyncio.sleep(30)
         code = int(request.query.get("code", "400"))
         return web.json_response({"error": {"message": "bad request: field x"}}, status=code)
+
+    async def pyjson(self, request: web.Request) -> web.Response:
+        await self._enter(request)
+        return web.Response(body=b'{"lp": -Infinity, "x": NaN}', content_type="application/json")
 
     async def badjson(self, request: web.Request) -> web.Response:
         await self._enter(request)
@@ -335,6 +341,12 @@ def test_timeout_fails_one_request_only(backend: Backend, base_url: str) -> None
     assert backend.attempts["hung"] == 2
     assert engine.stats.done == 40
     assert engine.stats.failed == 1
+
+
+def test_bodies_with_nan_and_infinity_are_read(base_url: str) -> None:
+    engine = RequestEngine(fast_config())
+    result = run(using(engine, engine.post_json(f"{base_url}/pyjson", {"id": 1})))
+    assert result["lp"] == float("-inf") and math.isnan(result["x"])
 
 
 def test_malformed_json_is_not_retried(backend: Backend, base_url: str) -> None:
