@@ -343,3 +343,15 @@ def test_abort_removes_the_open_shard_and_keeps_finished_ones(tmp_path: Path) ->
     writer.abort()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         writer.write([{"i": 0}])
+
+
+def test_shards_by_size_count_images_in_lists_and_files(tmp_path: Path) -> None:
+    png = image_bytes(64, 64)
+    path = tmp_path / "big.png"
+    path.write_bytes(png)
+    limit = 4 * len(png)
+    writer = ShardWriter(tmp_path / "out", rows_per_shard=1000, max_shard_bytes=limit)
+    writer.write([{"images": [png, png], "file": ImageRef.from_value(path)} for _ in range(6)])
+    paths = writer.close()
+    assert len(paths) >= 3  # ~3 images' bytes a row: never more than two rows a shard
+    assert sum(pq.read_metadata(p).num_rows for p in paths) == 6

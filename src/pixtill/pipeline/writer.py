@@ -6,9 +6,9 @@ the encoding and the disk writes happen while the run goes rather than in one bu
 (the last of which would delay the end of the run). A shard is written as ``<name>.tmp`` and
 renamed when complete, so a reader never sees a partial file. A shard also ends early when
 the schema of the rows widens (a new column, a new metadata key, a wider type): every chunk
-of a shard has the shard's schema. Their schema carries the
-``datasets`` features (``huggingface`` metadata), so ``datasets`` reads image columns back as
-`datasets.Image` features.
+of a shard has the shard's schema. The schemas carry the ``datasets`` features
+(``huggingface`` metadata), so ``datasets`` reads image columns back as `datasets.Image`
+features.
 
 How columns are typed:
 
@@ -141,20 +141,32 @@ def _to_json(value: Any) -> str | None:
 
 
 def _estimate_nbytes(row: dict[str, Any]) -> int:
-    """A cheap estimate of what a row adds to a chunk: only its top-level values are looked
-    at (strings and images by size, anything nested as a flat 64 bytes). It only decides when
+    """A cheap estimate of what a row adds to a chunk: strings and images by size, lists of
+    them item by item, anything else (metadata dicts) as a flat 64 bytes. It only decides when
     to convert a chunk; shard sizes are measured on the converted arrays."""
-    total = 0
-    for value in row.values():
-        if isinstance(value, (str, bytes, bytearray)):
-            total += len(value)
-        elif isinstance(value, ImageRef) and value.kind == "bytes":
-            total += len(value.get_bytes())
-        elif isinstance(value, PILImage.Image):
-            total += value.width * value.height * 3
-        else:
-            total += 64
-    return total
+    return sum(_value_nbytes(value) for value in row.values())
+
+
+def _value_nbytes(value: Any, *, in_list: bool = False) -> int:
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, ImageRef):
+        if value.kind == "bytes":
+            return len(value.get_bytes())
+        if value.kind == "path" and value.path is not None:
+            try:
+                return value.path.stat().st_size
+            except OSError:
+                return 64
+        if value.kind == "pil":
+            width, height = value.size
+            return width * height * 3
+        return 64
+    if isinstance(value, PILImage.Image):
+        return value.width * value.height * 3
+    if isinstance(value, (list, tuple)) and not in_list:
+        return sum(_value_nbytes(item, in_list=True) for item in value)
+    return 64
 
 
 # -- typing columns --------------------------------------------------------------------------
