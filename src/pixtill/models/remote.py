@@ -26,6 +26,7 @@ from typing_extensions import Self
 from pixtill.images import ResizePolicy
 from pixtill.models.base import BaseModel
 from pixtill.models.transport import EngineConfig, RequestEngine, RequestError
+from pixtill.utils.private_attr import private_attr
 
 __all__ = [
     "HF_ROUTER_URL",
@@ -204,7 +205,8 @@ class RemoteModel(BaseModel):
         wire; this bounds encoded payloads in memory, so that thousands of queued inputs do
         not each hold a base64 copy of their images while they wait for a slot."""
         loop = asyncio.get_running_loop()
-        gates = self._gates
+        gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None
+        gates = private_attr(self, "_gates")
         if gates is None:
             gates = self._gates = weakref.WeakKeyDictionary()
         gate = gates.get(loop)

@@ -83,6 +83,7 @@ class LocalExecutor:
         )
         self._uncacheable_warned = False
         self._signatures: dict[str, str] = {}
+        self._key_columns: dict[str, list[str]] = {}
 
     # -- orchestration -------------------------------------------------------------------
     async def run(self) -> dict[str, list[Path]]:
@@ -264,7 +265,11 @@ class LocalExecutor:
     # -- streaming tasks -----------------------------------------------------------------
     async def _run_streaming(self, name: str, step: _Task) -> None:
         window = int(getattr(step.model, "max_concurrent_requests", 64))
-        slots = asyncio.Semaphore(window + step.input_batch_size)
+        # Rows started and not yet passed on. A plain counter and an event rather than an
+        # `asyncio.Semaphore`, whose `locked()`/`acquire()` cost more than the rest of the
+        # loop's per-row bookkeeping.
+        free = window + step.input_batch_size
+        room = asyncio.Event()
         results: dict[int, list[Item]] = {}
         ready = asyncio.Event()
         failure: list[BaseException] = []
@@ -280,6 +285,7 @@ class LocalExecutor:
             ready.set()
 
         async def flush(total: Callable[[], int | None]) -> None:
+            nonlocal free
             next_index = 0
             while True:
                 await ready.wait()
@@ -292,7 +298,9 @@ class LocalExecutor:
                     out.extend(results.pop(next_index))
                     next_index += 1
                     flushed += 1
-                    slots.release()
+                if flushed:
+                    free += flushed
+                    room.set()
                 if out:
                     self._count(name, step, summary, out, rows_in=flushed)
                     await self._emit(name, out)
@@ -306,10 +314,10 @@ class LocalExecutor:
         try:
             async for batch in self._inputs(name):
                 for item, (row, key, cached) in zip(batch, self._lookup(step, signature, batch)):
-                    if slots.locked():
-                        await _while_alive(slots.acquire(), flusher)
-                    else:
-                        await slots.acquire()  # free: returns at once, no waiter to set up
+                    while free == 0:
+                        room.clear()
+                        await _while_alive(room.wait(), flusher)
+                    free -= 1
                     task = asyncio.create_task(one(count, item, row, key, cached))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -379,7 +387,10 @@ class LocalExecutor:
                 _log.warning("step %r: some rows are not cached: %s", step.name, exc)
 
     def _row_key(self, step: _Step, row: Row) -> str:
-        return row_key(row, list(step.get_inputs()))
+        columns = self._key_columns.get(step.name)
+        if columns is None:  # once per step: a step's inputs do not change during a run
+            columns = self._key_columns[step.name] = list(step.get_inputs())
+        return row_key(row, columns)
 
     # -- batch steps ---------------------------------------------------------------------
     async def _run_batches(self, name: str, step: Step) -> None:

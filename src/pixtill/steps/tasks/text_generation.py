@@ -8,6 +8,7 @@ from pixtill.models.llms.base import ChatType
 from pixtill.prompts import PromptTemplate
 from pixtill.steps.tasks.base import Task
 from pixtill.steps.typing import StepColumns
+from pixtill.utils.private_attr import private_attr
 
 
 class TextGeneration(Task):
@@ -49,7 +50,9 @@ class TextGeneration(Task):
         return ["generation", "model_name"]
 
     def render_prompt(self, input: dict[str, Any]) -> str:
-        prompt = self._prompt or self._compile()
+        prompt: PromptTemplate | None = private_attr(self, "_prompt")
+        if prompt is None:
+            prompt = self._compile()
         return prompt.render({column: input[column] for column in self.column_names})
 
     def _messages(self, content: Any) -> ChatType:
