@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pixtill.errors import StepConfigError
@@ -36,6 +36,7 @@ class PromptTemplate:
         # Jinja merges the globals into every render's context; as the ChainMap it builds they
         # cost more than the render itself, and they never change, so keep one flat copy.
         self._template.globals = dict(self._template.globals)
+        self._only_variable = _only_variable(parsed)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PromptTemplate:
         return self  # immutable: copies of a step may share it
@@ -56,4 +57,19 @@ class PromptTemplate:
             )
 
     def render(self, values: Mapping[str, Any]) -> str:
+        name = self._only_variable
+        if name is not None:  # "{{ column }}", the usual default: Jinja would give str(value)
+            value = values.get(name)
+            if type(value) is str:
+                return value
         return self._template.render(**values)
+
+
+def _only_variable(parsed: nodes.Template) -> str | None:
+    """The variable's name when the whole template is ``{{ name }}``; otherwise None."""
+    if len(parsed.body) != 1 or not isinstance(parsed.body[0], nodes.Output):
+        return None
+    output = parsed.body[0].nodes
+    if len(output) == 1 and isinstance(output[0], nodes.Name) and output[0].ctx == "load":
+        return str(output[0].name)
+    return None
