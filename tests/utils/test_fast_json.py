@@ -28,3 +28,10 @@ def test_the_result_holds_no_more_memory_than_its_length() -> None:
     body = fast_json.dumps({"url": "data:image/png;base64," + "QUJD" * 13_000})
     assert len(body) > 52_000
     assert usable(id(body)) < 2 * len(body)  # orjson's own buffer is ~10x the length
+
+
+def test_loads_reads_what_only_the_stdlib_reads_and_refuses_bad_json() -> None:
+    assert fast_json.loads(b'{"a": [1, "x", null]}') == {"a": [1, "x", None]}
+    assert fast_json.loads('{"lp": -Infinity}') == {"lp": float("-inf")}
+    with pytest.raises(ValueError, match="line 1"):
+        fast_json.loads(b'{"choices": [')

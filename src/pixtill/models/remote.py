@@ -181,8 +181,9 @@ class RemoteModel(BaseModel):
         return RequestEngine(self._engine_config(), headers=headers)
 
     async def _aengine(self) -> RequestEngine:
-        """The engine, built on first use when ``load()`` was not called."""
-        engine = self._engine
+        """The engine, built on first use when ``load()`` was not called. Called per request,
+        so the ready engine is read without pydantic's slower `__getattr__`."""
+        engine: RequestEngine | None = private_attr(self, "_engine")
         if engine is None:
             built = await asyncio.to_thread(self._build_engine)
             engine = self._engine = self._engine or built

@@ -75,15 +75,6 @@ def encode_json(payload: Any) -> bytes:
     return fast_json.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
 
 
-def _loads(body: bytes) -> Any:
-    """orjson's parser (~3x the stdlib's); the stdlib for what only it reads (NaN, Infinity,
-    which Python-based servers write)."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-
-
 def _has_non_finite(value: Any) -> bool:
     """Whether a float in ``value`` is NaN or infinite (strings, however long, are skipped)."""
     stack = [value]
@@ -297,7 +288,7 @@ class RequestEngine:
             "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
         )
         try:
-            result = _loads(body)
+            result = fast_json.loads(body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             self.stats.failed += 1
             raise RequestError(

@@ -20,7 +20,6 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePath
 from typing import Any
 
-import orjson
 import pybase64
 from PIL import Image as PILImage
 from pydantic import BaseModel
@@ -116,10 +115,7 @@ def encode_value(value: Any) -> bytes:
 def decode_value(text: str | bytes) -> Any:
     """The inverse of `encode_value`; images come back as `ImageRef`."""
     data = text.encode() if isinstance(text, str) else text
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:  # NaN and infinities, which only the stdlib parser reads
-        value = json.loads(data)
+    value = fast_json.loads(data)
     return _decode(value) if any(tag in data for tag in _TAG_BYTES) else value
 
 

@@ -57,7 +57,7 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        engine = self._engine or await self._aengine()
+        engine = await self._aengine()
         parameters = merged_params(self.generation_kwargs, kwargs)
         seed = parameters.get("seed")
         url = self._task_url()

@@ -126,7 +126,7 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        engine = self._engine or await self._aengine()
+        engine = await self._aengine()
         params = merged_params(self.generation_kwargs, kwargs)
         for key in _RESERVED:
             params.pop(key, None)

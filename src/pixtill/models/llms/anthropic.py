@@ -74,7 +74,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine = self._engine or await self._aengine()
+        engine = await self._aengine()
         async with self._gate():
             return await self._agenerate(engine, input, num_generations, kwargs)
 

@@ -30,7 +30,6 @@ from pixtill.models.remote import (
     resolve_secret,
 )
 from pixtill.models.transport import RequestEngine, RequestError
-from pixtill.utils.private_attr import private_attr
 
 __all__ = ["OpenAIChatLLM", "OpenAILLM"]
 
@@ -134,9 +133,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine: RequestEngine | None = private_attr(self, "_engine")
-        if engine is None:
-            engine = await self._aengine()
+        engine = await self._aengine()
         async with self._gate():
             return await self._agenerate(engine, input, num_generations, kwargs)
 
