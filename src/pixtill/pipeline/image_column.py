@@ -42,18 +42,17 @@ class ImageColumnBuffer:
                 view[position : position + size] = value["bytes"]  # type: ignore[index]
                 position += size
             offsets[i + 1] = position
-        missing_bytes = [v is None or v["bytes"] is None for v in values]
+        validity = _validity([v is not None and v["bytes"] is not None for v in values])
         data = pa.Array.from_buffers(
             pa.binary(),
             len(values),
-            [_validity(missing_bytes), pa.py_buffer(offsets), pa.py_buffer(view[:total])],
+            [validity, pa.py_buffer(offsets), pa.py_buffer(view[:total])],
         )
         paths = pa.array([None if v is None else v["path"] for v in values], type=pa.string())
-        missing = [v is None for v in values]
         return pa.StructArray.from_arrays(
             [data, paths],
             fields=list(IMAGE_ARROW_TYPE),
-            mask=pa.array(missing, type=pa.bool_()) if any(missing) else None,
+            mask=null_mask([v is None for v in values]),
         )
 
     def _reserve(self, size: int) -> bytearray:
@@ -69,11 +68,17 @@ class ImageColumnBuffer:
         return buffer
 
 
-def _validity(missing: list[bool]) -> pa.Buffer | None:
+def _validity(present: list[bool]) -> pa.Buffer | None:
     """An Arrow validity bitmap (1 = present), or None when nothing is missing."""
-    if not any(missing):
+    if all(present):
         return None
-    return pa.array([not m for m in missing], type=pa.bool_()).buffers()[1]
+    return pa.array(present, type=pa.bool_()).buffers()[1]
 
 
-__all__ = ["IMAGE_ARROW_TYPE", "ImageColumnBuffer"]
+def null_mask(missing: list[bool]) -> pa.BooleanArray | None:
+    """The ``mask`` argument Arrow's ``from_arrays`` take (True = null), or None when nothing
+    is missing."""
+    return pa.array(missing, type=pa.bool_()) if any(missing) else None
+
+
+__all__ = ["IMAGE_ARROW_TYPE", "ImageColumnBuffer", "null_mask"]

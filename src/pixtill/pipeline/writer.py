@@ -48,7 +48,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from PIL import Image as PILImage
 
 from pixtill.images import ImageError, ImageRef, coerce_image, is_image_value
-from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer
+from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer, null_mask
 from pixtill.utils.b64 import encode_b64
 
 logger = logging.getLogger(__name__)
@@ -279,24 +279,26 @@ class _OpenShard:
         self.rows += table.num_rows
         self.nbytes += table.nbytes
 
-    def discard(self) -> None:
-        try:
-            self._parquet.close()
-            if self._arrow is not None:
-                self._arrow.close()
-                self._arrow_sink.close()
-        finally:
-            for path in (self.path, self.arrow_path):
-                if path is not None:
-                    _temporary(path).unlink(missing_ok=True)
-
-    def finish(self) -> None:
+    def _close_files(self) -> None:
         self._parquet.close()
-        os.replace(_temporary(self.path), self.path)
-        if self._arrow is not None and self.arrow_path is not None:
+        if self._arrow is not None:
             self._arrow.close()
             self._arrow_sink.close()
-            os.replace(_temporary(self.arrow_path), self.arrow_path)
+
+    def _paths(self) -> list[Path]:
+        return [self.path] if self.arrow_path is None else [self.path, self.arrow_path]
+
+    def discard(self) -> None:
+        try:
+            self._close_files()
+        finally:
+            for path in self._paths():
+                _temporary(path).unlink(missing_ok=True)
+
+    def finish(self) -> None:
+        self._close_files()
+        for path in self._paths():
+            os.replace(_temporary(path), path)
 
 
 class ShardWriter:
@@ -444,7 +446,7 @@ class ShardWriter:
                 pa.array(ends, type=pa.int32()),
                 self._image_buffer(name).build(flat),
                 type=self._types[name],
-                mask=pa.array(missing, type=pa.bool_()) if any(missing) else None,
+                mask=null_mask(missing),
             )
         if kind == "text":
             values = [self._text(name, v, offset + i) for i, v in enumerate(values)]
