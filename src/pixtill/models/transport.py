@@ -283,10 +283,7 @@ class RequestEngine:
         ``tokens`` is the caller's estimate of the tokens the request consumes (TPM pacing).
         Raises :class:`RequestError` when the request finally fails.
         """
-        hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
-        status, body, _ = await self._send(
-            "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
-        )
+        status, body, _ = await self._post(url, payload, headers, tokens)
         try:
             result = fast_json.loads(body)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -317,10 +314,7 @@ class RequestEngine:
         For endpoints that answer with raw bytes (images). Same window, pacing, retries and size
         cap as :meth:`post_json`; raises :class:`RequestError` when the request finally fails.
         """
-        hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
-        _, body, content_type = await self._send(
-            "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
-        )
+        _, body, content_type = await self._post(url, payload, headers, tokens)
         self.stats.done += 1
         return body, content_type
 
@@ -396,6 +390,16 @@ class RequestEngine:
                 if tpm is not None and tokens > 0:
                     tpm.refund(float(tokens))
                 raise
+
+    async def _post(
+        self, url: str, payload: Mapping[str, Any], headers: Mapping[str, str] | None, tokens: int
+    ) -> tuple[int, bytes, str]:
+        """POST ``payload`` as JSON with the engine's headers (``headers`` added), timeout and
+        response size cap."""
+        hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
+        return await self._send(
+            "POST", url, payload, hdrs, self._timeout, self.config.max_response_bytes, tokens
+        )
 
     def _parsed_url(self, url: str) -> URL:
         """``url`` parsed once: most engines send every request to one or two URLs."""
