@@ -343,6 +343,26 @@ def test_row_key_of_nested_and_odd_values() -> None:
     assert len(row_key({"p": Path("x"), "o": 1.5}, ["p", "o"])) == 64
 
 
+def test_row_key_tells_nan_and_infinity_from_none() -> None:
+    keys = {row_key({"x": value}, ["x"]) for value in (None, math.nan, math.inf, -math.inf)}
+    assert len(keys) == 4
+    assert row_key({"x": [math.nan]}, ["x"]) != row_key({"x": [None]}, ["x"])
+
+
+def test_row_key_of_values_orjson_cannot_write() -> None:
+    big = 2**70  # beyond 64 bits: the stdlib encoder takes over
+    assert row_key({"x": big}, ["x"]) == row_key({"x": big}, ["x"])
+    assert row_key({"x": big}, ["x"]) != row_key({"x": big + 1}, ["x"])
+
+
+def test_step_signature_tells_nan_from_none() -> None:
+    from pixtill.steps import LoadDataFromDicts
+
+    nan_step = LoadDataFromDicts(name="load", data=[{"x": math.nan}])
+    none_step = LoadDataFromDicts(name="load", data=[{"x": None}])
+    assert step_signature(nan_step) != step_signature(none_step)
+
+
 # -- step signatures ------------------------------------------------------------------------
 
 

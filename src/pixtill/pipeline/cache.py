@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 import queue
 import sqlite3
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePath
 from typing import Any
 
+import orjson
 import pybase64
 from PIL import Image as PILImage
 from pydantic import BaseModel
@@ -124,8 +126,10 @@ def decode_value(text: str | bytes) -> Any:
 
 def _canonical(value: Any) -> Any:
     """A JSON-able stand-in for ``value``; images become their content hash."""
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):
+        return _finite(value)
     if isinstance(value, str):
         if value[:5].lower() == "data:":
             try:
@@ -151,11 +155,22 @@ def _canonical(value: Any) -> Any:
     return f"{type(value).__qualname__}:{value!r}"
 
 
+def _finite(value: float) -> Any:
+    """``value``, or a tagged stand-in for NaN and the infinities (which orjson writes as
+    ``null``, the same as None)."""
+    return value if math.isfinite(value) else {"\x00float": repr(value)}
+
+
 def _digest(payload: Any) -> str:
-    text = json.dumps(
-        payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 of ``payload`` as canonical JSON (sorted keys; unknown types by their repr)."""
+    try:  # orjson: ~10x the stdlib's speed on a row key
+        data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=repr)
+    except TypeError:  # e.g. an int beyond 64 bits, a non-str key
+        text = json.dumps(
+            payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr
+        )
+        data = text.encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 def row_key(row: Mapping[str, Any], columns: Iterable[str]) -> str:
@@ -184,7 +199,9 @@ def _config_of(value: Any, exclude: AbstractSet[str] = frozenset()) -> Any:
                 continue
             out[name] = _config_of(getattr(value, name, None))
         return out
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, float):
+        return _finite(value)
+    if value is None or isinstance(value, (str, int, bool)):
         return value
     if isinstance(value, dict):
         return {str(k): _config_of(v) for k, v in value.items()}
