@@ -23,6 +23,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 import yaml
 
 from pixtill.images import ImageError
+from pixtill.pipeline.parquet_options import parquet_options
 from pixtill.pipeline.writer import IMAGE_ARROW_TYPE, to_hf_image
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _write_parquet(dataset: Any, path: Path) -> None:
     schema = features.arrow_schema
     arrow = dataset.with_format("arrow")
     tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
         if len(dataset) == 0:
             writer.write_table(schema.empty_table())
         for start in range(0, len(dataset), _BATCH_ROWS):

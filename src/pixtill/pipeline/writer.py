@@ -49,6 +49,7 @@ from PIL import Image as PILImage
 
 from pixtill.images import ImageError, ImageRef, coerce_image, is_image_value
 from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer, null_mask
+from pixtill.pipeline.parquet_options import parquet_options
 from pixtill.utils.b64 import encode_b64
 
 logger = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ class _OpenShard:
         self.rows = 0
         self.nbytes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._parquet = pq.ParquetWriter(str(_temporary(path)), schema)
+        self._parquet = pq.ParquetWriter(str(_temporary(path)), schema, **parquet_options(schema))
         self._arrow: Any = None
         self._arrow_sink: Any = None
         if arrow_path is not None:
@@ -535,7 +536,8 @@ class ShardWriter:
 
 def _write_shard(table: pa.Table, path: Path, arrow_path: Path | None) -> None:
     """Write ``table`` as Parquet at ``path`` (and as an Arrow stream at ``arrow_path``)."""
-    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+    options = parquet_options(table.schema)
+    _write_atomically(path, lambda tmp: pq.write_table(table, tmp, **options))
     if arrow_path is not None:
 
         def write_stream(tmp: Path) -> None:
