@@ -341,6 +341,7 @@ class ShardWriter:
         self._shards: list[_Shard] = []
         self._open: _OpenShard | None = None
         self._image_buffers: dict[str, ImageColumnBuffer] = {}
+        self._schema_memo: tuple[tuple[Any, ...], pa.Schema] | None = None
         self._closed = False
 
     @property
@@ -504,6 +505,14 @@ class ShardWriter:
         return features
 
     def _schema(self) -> pa.Schema:
+        """The schema of the columns so far; rebuilt (through `datasets`, ~0.3 ms) only when a
+        column or a type changed, not for every chunk."""
+        key = tuple((name, self._types.get(name), self._kinds.get(name)) for name in self._columns)
+        if self._schema_memo is None or self._schema_memo[0] != key:
+            self._schema_memo = (key, self._build_schema())
+        return self._schema_memo[1]
+
+    def _build_schema(self) -> pa.Schema:
         features = self._features()
         metadata = dict(features.arrow_schema.metadata or {})
         metadata[PIXTILL_METADATA_KEY] = json.dumps({"json_columns": self.json_columns}).encode()
