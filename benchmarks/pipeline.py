@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,11 +102,7 @@ def run_client(client: str, port: int, rows: int, args: argparse.Namespace) -> d
         "--concurrency",
         str(args.concurrency),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{client} client failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return engine_bench.run_client_process(client, command)
 
 
 def main() -> None:
@@ -123,15 +118,7 @@ def main() -> None:
         args.rows = args.rows[0]
         client_main(args)
         return
-    server = subprocess.Popen(
-        [sys.executable, engine_bench.__file__, "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
+    with engine_bench.local_server() as port:
         limit = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else None
         print(
             f"latency {args.latency_ms} ms, concurrency {args.concurrency}, ~40 KB PNG per row; "
@@ -172,10 +159,6 @@ def main() -> None:
                 f"peak RSS {largest} rows / {smallest} rows: "
                 f"{rss_by_rows[largest] / rss_by_rows[smallest]:.2f}x"
             )
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

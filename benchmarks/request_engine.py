@@ -30,6 +30,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 MODEL = "bench-vlm"
@@ -236,11 +238,37 @@ def run_client(
         args.image_form,
         *(["--no-checks"] if args.no_checks else []),
     ]
+    return run_client_process(client, command)
+
+
+def run_client_process(client: str, command: list[str]) -> dict[str, float]:
+    """Run one client in a fresh process (so its peak RSS is its own); its last line is JSON."""
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{client} client failed:\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+@contextmanager
+def local_server() -> Iterator[int]:
+    """The benchmark server in its own process on 127.0.0.1; yields its port, stops it after."""
+    server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def main() -> None:
@@ -272,15 +300,7 @@ def main() -> None:
         client_main(args)
         return
 
-    server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
+    with local_server() as port:
         header = (
             f"{'latency':>8} {'C':>5} {'pixtill r/s':>12} {'bare r/s':>10} {'ratio':>6} "
             f"{'limit r/s':>10} {'pix/limit':>9} {'pix RSS MB':>10} {'bare RSS MB':>11}"
@@ -314,13 +334,6 @@ def main() -> None:
                     f"{rss['bare']:>11.0f}",
                     flush=True,
                 )
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 if __name__ == "__main__":
