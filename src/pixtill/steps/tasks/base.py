@@ -26,6 +26,11 @@ from pixtill.models.image_generation.base import (
     failed_image_outputs,
 )
 from pixtill.models.llms.base import LLM, AsyncLLM, GenerateOutput, failed_generate_output
+from pixtill.models.structured import (
+    StructuredOutputError,
+    StructuredOutputSpec,
+    parse_structured,
+)
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.tasks.references import replace_images, stored_input
 from pixtill.steps.typing import Row, StepOutput
@@ -325,19 +330,50 @@ class Task(_Task):
             return await super().agenerate_results(formatted)
         try:
             output = await llm.agenerate(
-                formatted, num_generations=self.num_generations, **llm.get_generation_kwargs()
+                formatted, num_generations=self.num_generations, **self._call_kwargs()
             )
         except Exception as exc:
             output = failed_generate_output(llm.describe_error(exc), self.num_generations)
-        return results_from_generate_output(output, self.num_generations)
+        return self._checked(results_from_generate_output(output, self.num_generations))
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
         outputs = self.llm.generate_outputs(
-            inputs=formatted,
-            num_generations=self.num_generations,
-            **self.llm.get_generation_kwargs(),
+            inputs=formatted, num_generations=self.num_generations, **self._call_kwargs()
         )
-        return [results_from_generate_output(o, self.num_generations) for o in outputs]
+        return [
+            self._checked(results_from_generate_output(o, self.num_generations)) for o in outputs
+        ]
+
+    def get_structured_output(self) -> StructuredOutputSpec | None:
+        """The JSON shape this task needs from its model (a JSON Schema dict or a pydantic
+        model class), or None for free text (the default, as in distilabel).
+
+        When set, it is sent to the model as ``structured_output=`` (see
+        `pixtill.models.structured`), and a generation that does not parse and validate fails
+        its row with the validation message; `format_output` still gets the JSON text.
+        """
+        return None
+
+    def _call_kwargs(self) -> dict[str, Any]:
+        kwargs = self.llm.get_generation_kwargs()
+        spec = self.get_structured_output()
+        if spec is not None:
+            kwargs["structured_output"] = spec
+        return kwargs
+
+    def _checked(self, results: list[GenerationResult]) -> list[GenerationResult]:
+        spec = self.get_structured_output()
+        if spec is None:
+            return results
+        checked = []
+        for result in results:
+            if result.error is None and result.output is not None:
+                try:
+                    parse_structured(result.output, spec)
+                except StructuredOutputError as exc:
+                    result = GenerationResult(result.output, result.statistics, str(exc))
+            checked.append(result)
+        return checked
 
 
 def results_from_generate_output(
