@@ -78,9 +78,7 @@ class ViewerData:
                 self._queries.popitem(last=False)
         return selected
 
-    def page(
-        self, leaf: int, query: Query, offset: int, limit: int, image_url: ImageUrl
-    ) -> Page:
+    def page(self, leaf: int, query: Query, offset: int, limit: int, image_url: ImageUrl) -> Page:
         """Rows ``offset .. offset + limit`` of what ``query`` keeps of leaf number ``leaf``.
 
         Raises IndexError for an unknown leaf, ValueError for a bad query."""
@@ -99,7 +97,9 @@ class ViewerData:
         table = source.take(indices)
         return Page(total, offset, rows_json(table, indices, self.columns[leaf], image_url))
 
-    def image(self, leaf: int, row: int, column: str, position: int, size: str) -> tuple[bytes, str]:
+    def image(
+        self, leaf: int, row: int, column: str, position: int, size: str
+    ) -> tuple[bytes, str]:
         """``(bytes, MIME type)`` of one image cell: ``size`` is "thumb" or "full".
 
         Raises IndexError for an unknown leaf or row, KeyError for an unknown image column,

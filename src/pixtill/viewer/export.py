@@ -23,9 +23,15 @@ CHUNK_ROWS = 500
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
 
 
+def _json(value: Any) -> str:
+    """JSON that stays inert even if someone inlines it in HTML (``<``, ``>``, ``&`` escaped)."""
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _script(variable: str, value: Any) -> str:
-    # JSON is valid JavaScript; these are separate files, never inlined into HTML.
-    return f"{variable}({json.dumps(value, ensure_ascii=True, separators=(',', ':'))});\n"
+    # JSON is valid JavaScript; loaded as separate files, never inlined into the page.
+    return f"{variable}({_json(value)});\n"
 
 
 def export_static(data: ViewerData, out_dir: str | Path, *, max_rows: int | None = None) -> Path:
@@ -48,9 +54,16 @@ def export_static(data: ViewerData, out_dir: str | Path, *, max_rows: int | None
         images.mkdir(parents=True)
         written: dict[str, str] = {}
 
-        def url(row: int, column: str, position: int, size: str, number: int = number,
-                columns: dict[str, int] = columns, images: Path = images,
-                written: dict[str, str] = written) -> str:
+        def url(
+            row: int,
+            column: str,
+            position: int,
+            size: str,
+            number: int = number,
+            columns: dict[str, int] = columns,
+            images: Path = images,
+            written: dict[str, str] = written,
+        ) -> str:
             stem = f"{row}-{columns[column]}-{position}-{size}"
             if stem not in written:
                 try:
@@ -74,9 +87,7 @@ def export_static(data: ViewerData, out_dir: str | Path, *, max_rows: int | None
         leaves[number]["rows"] = rows
     info = {"title": data.title, "leaves": leaves}
     (root / "data" / "leaves.js").write_text(
-        "window.PIXTILL_ROWS = [];\nwindow.PIXTILL_STATIC = "
-        + json.dumps(info, ensure_ascii=True, separators=(",", ":"))
-        + ";\n",
+        "window.PIXTILL_ROWS = [];\nwindow.PIXTILL_STATIC = " + _json(info) + ";\n",
         encoding="utf-8",
     )
     html = static_text("index.html").replace(

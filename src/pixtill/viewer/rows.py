@@ -78,7 +78,9 @@ def _metadata(value: Any) -> dict[str, Any]:
 
 def row_error(metadata: Any) -> str | None:
     """The row's errors (``error_<step>`` keys of its metadata), one per line, or None."""
-    errors = [str(v) for k, v in sorted(_metadata(metadata).items()) if k.startswith("error_") and v]
+    errors = [
+        str(v) for k, v in sorted(_metadata(metadata).items()) if k.startswith("error_") and v
+    ]
     return "\n".join(errors) or None
 
 
@@ -102,12 +104,18 @@ def _cell(column: Column, value: Any, row: int, image_url: ImageUrl) -> Any:
     if column.kind == "image":
         if not value or not (value.get("bytes") or value.get("path")):
             return None
-        return {"thumb": image_url(row, column.name, 0, "thumb"),
-                "full": image_url(row, column.name, 0, "full")}
+        return {
+            "thumb": image_url(row, column.name, 0, "thumb"),
+            "full": image_url(row, column.name, 0, "full"),
+        }
     if column.kind == "images":
         return [
-            None if not v else {"thumb": image_url(row, column.name, k, "thumb"),
-                                "full": image_url(row, column.name, k, "full")}
+            None
+            if not v
+            else {
+                "thumb": image_url(row, column.name, k, "thumb"),
+                "full": image_url(row, column.name, k, "full"),
+            }
             for k, v in enumerate(value or [])
         ]
     if column.kind in ("text", "model"):
@@ -171,7 +179,9 @@ def _failed_mask(values: pa.Array) -> pa.Array:
     return pa.array([row_error(v) is not None for v in values.to_pylist()])
 
 
-def _batches_with_offsets(leaf: Leaf, columns: Sequence[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
+def _batches_with_offsets(
+    leaf: Leaf, columns: Sequence[str]
+) -> Iterator[tuple[int, pa.RecordBatch]]:
     start = 0
     for batch in leaf.scan(columns):
         yield start, batch
@@ -210,8 +220,15 @@ def select_rows(leaf: Leaf, columns: Sequence[Column], query: Query) -> pa.Array
             for name in texts:
                 values = batch.column(name)
                 if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-                    values = pc.cast(values, pa.string()) if pa.types.is_primitive(values.type) else pa.array(
-                        [None if v is None else json.dumps(v, default=str) for v in values.to_pylist()]
+                    values = (
+                        pc.cast(values, pa.string())
+                        if pa.types.is_primitive(values.type)
+                        else pa.array(
+                            [
+                                None if v is None else json.dumps(v, default=str)
+                                for v in values.to_pylist()
+                            ]
+                        )
                     )
                 found = pc.match_substring(values, query.search, ignore_case=True)
                 hit = pc.or_(hit, pc.fill_null(found, False))
@@ -226,11 +243,13 @@ def select_rows(leaf: Leaf, columns: Sequence[Column], query: Query) -> pa.Array
     values = pa.concat_arrays(keys) if keys else pa.array([], type=pa.float64())
     if pa.types.is_floating(values.type):
         values = pc.if_else(pc.is_nan(values), None, values)
-    order = pc.sort_indices(
-        pa.table({"k": values}),
-        sort_keys=[("k", "descending" if query.descending else "ascending")],
-        null_placement="at_end",
+    # Missing values (and NaN) go last whatever the direction; the sort is stable.
+    present = pc.indices_nonzero(pc.is_valid(values))
+    missing = pc.indices_nonzero(pc.is_null(values))
+    ranked = pc.array_sort_indices(
+        pc.take(values, present), order="descending" if query.descending else "ascending"
     )
+    order = pa.concat_arrays([pc.take(present, ranked), missing])
     return pc.take(selected, order)
 
 

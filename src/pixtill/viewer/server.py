@@ -57,14 +57,16 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int:
     raw = request.query.get(name)
     if raw is None:
         if default is None:
-            raise web.HTTPBadRequest(text=f'{{"error": "missing {name}"}}',
-                                     content_type="application/json")
+            raise web.HTTPBadRequest(
+                text=f'{{"error": "missing {name}"}}', content_type="application/json"
+            )
         return default
     try:
         return int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} must be an integer"}}',
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=f'{{"error": "{name} must be an integer"}}', content_type="application/json"
+        ) from None
 
 
 async def _index(request: web.Request) -> web.Response:
@@ -120,11 +122,12 @@ async def _image(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=str(exc)) from None
     except ImageUnavailable as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
-    return web.Response(body=body, content_type=mime,
-                        headers={"Cache-Control": "private, max-age=3600"})
+    return web.Response(
+        body=body, content_type=mime, headers={"Cache-Control": "private, max-age=3600"}
+    )
 
 
-async def _no_content() -> web.Response:
+async def _no_content(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
@@ -137,7 +140,7 @@ def make_app(data: ViewerData) -> web.Application:
     app.router.add_get("/api/leaves", _leaves)
     app.router.add_get("/api/rows", _rows)
     app.router.add_get("/image", _image)
-    app.router.add_get("/favicon.ico", lambda request: _no_content())
+    app.router.add_get("/favicon.ico", _no_content)
     return app
 
 
@@ -182,6 +185,8 @@ class ViewerServer:
                 loop.run_until_complete(serve())
             except BaseException as exc:
                 failure.append(exc)
+                sock.close()
+                loop.close()
                 ready.set()
                 return
             ready.set()

@@ -94,7 +94,7 @@ class ParquetLeaf:
         if not indices:
             return self.schema.empty_table().select(list(names))
         parts: list[pa.Table] = []
-        run_group, run_rows = -1, []
+        run_group, run_rows = -1, list[int]()
         for index in indices:
             if not 0 <= index < self.num_rows:
                 raise IndexError(f"row {index} is out of range (0..{self.num_rows - 1})")

@@ -14,8 +14,12 @@ from PIL import Image
 
 THUMB_SIDE = 256  # pixels, the longer side of a thumbnail
 MAX_PIXELS = 100_000_000  # refuse to decode images whose header claims more (decompression bombs)
-_BROWSER_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif",
-                    "WEBP": "image/webp"}
+_BROWSER_FORMATS = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
 
 
 class ImageUnavailable(ValueError):
