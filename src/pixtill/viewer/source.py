@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -62,12 +63,14 @@ class ParquetLeaf:
 
     def __init__(self, name: str, files: Sequence[Path]) -> None:
         self.name = name
-        self._files = [pq.ParquetFile(str(f)) for f in files]
-        self.schema = self._files[0].schema_arrow
+        self._paths = [str(f) for f in files]
+        # Only the footers are read here; files are opened when a row group is needed, so a
+        # run of thousands of shards does not hold thousands of open files.
+        footers = [pq.read_metadata(path) for path in self._paths]
+        self.schema = footers[0].schema.to_arrow_schema()
         self._groups: list[_RowGroup] = []
         start = 0
-        for f, parquet in enumerate(self._files):
-            meta = parquet.metadata
+        for f, meta in enumerate(footers):
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
                 self._groups.append(_RowGroup(f, g, start, rows))
@@ -75,18 +78,22 @@ class ParquetLeaf:
         self.num_rows = start
         self._starts = [g.start for g in self._groups]
         self._cache: OrderedDict[tuple[int, tuple[str, ...]], pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _group(self, g: int, columns: tuple[str, ...]) -> pa.Table:
         key = (g, columns)
-        table = self._cache.get(key)
-        if table is None:
-            group = self._groups[g]
-            table = self._files[group.file].read_row_group(group.index, columns=list(columns))
+        with self._lock:
+            table = self._cache.get(key)
+            if table is not None:
+                self._cache.move_to_end(key)
+                return table
+        group = self._groups[g]
+        with pq.ParquetFile(self._paths[group.file]) as parquet:
+            table = parquet.read_row_group(group.index, columns=list(columns))
+        with self._lock:
             self._cache[key] = table
             while len(self._cache) > _ROW_GROUP_CACHE:
                 self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
         return table
 
     def take(self, indices: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
@@ -108,8 +115,9 @@ class ParquetLeaf:
         return pa.concat_tables(parts, promote_options="default")
 
     def scan(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
-        for parquet in self._files:
-            yield from parquet.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=list(columns))
+        for path in self._paths:
+            with pq.ParquetFile(path) as parquet:
+                yield from parquet.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=list(columns))
 
 
 class ArrowLeaf:
