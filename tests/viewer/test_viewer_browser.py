@@ -165,3 +165,22 @@ def test_the_demo_output_shows_its_images(
             )
             assert headers[1:3] == ["image", "generated_image"]  # side by side
             assert {"caption", "caption_model", "image_model"} <= set(headers)
+
+
+def test_the_readme_screenshot_script_writes_a_small_png(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    script = Path(__file__).parents[2] / "scripts" / "screenshot_viewer.py"
+    out = tmp_path / "viewer.png"
+    subprocess.run(
+        [sys.executable, str(script), "--output", str(out)],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    with Image.open(out) as image:
+        assert image.size[0] == 1180 and image.size[1] > 600
+    assert out.stat().st_size < 100_000

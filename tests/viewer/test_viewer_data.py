@@ -249,3 +249,37 @@ def test_notebook_galleries_escape_text_and_inline_thumbnails(saved: Path) -> No
     assert "step &#x27;caption&#x27;: row 1" in html
     one = gallery(make_dataset(3), rows=2)._repr_html_()
     assert "3 rows" in one and "(first 2)" in one and one.count("<tr class=") == 2
+
+
+def test_the_view_command_serves_until_stopped(saved: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pixtill",
+            "view",
+            str(saved / "run"),
+            "--no-browser",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "Viewing paint (250 rows)"
+        line = process.stdout.readline()
+        assert line.startswith("pixtill view: http://127.0.0.1:") and "Ctrl-C" in line
+        url = line.split()[2]
+        status, _, body = _get(url + "api/leaves")
+        assert status == 200 and json.loads(body)["leaves"][0]["rows"] == 250
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err

@@ -15,6 +15,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from pixtill.errors import PixtillError
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _ROW_GROUP_CACHE = 4  # row groups kept decoded (a page and the thumbnails it asks for)
 SCAN_BATCH_ROWS = 4096
+_FOOTER_THREADS = 8  # footers are small reads: overlap their latency
 
 
 class SourceError(PixtillError, ValueError):
@@ -58,6 +60,12 @@ class _RowGroup:
     num_rows: int
 
 
+def _row_group_sizes(path: str) -> list[int]:
+    """Rows per row group, from the file's footer (the footer itself is not kept)."""
+    meta = pq.read_metadata(path)
+    return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+
 class ParquetLeaf:
     """Parquet files read as one table, a row group at a time (a few kept in an LRU)."""
 
@@ -66,13 +74,13 @@ class ParquetLeaf:
         self._paths = [str(f) for f in files]
         # Only the footers are read here; files are opened when a row group is needed, so a
         # run of thousands of shards does not hold thousands of open files.
-        footers = [pq.read_metadata(path) for path in self._paths]
-        self.schema = footers[0].schema.to_arrow_schema()
+        with ThreadPoolExecutor(max_workers=_FOOTER_THREADS) as pool:
+            counts = list(pool.map(_row_group_sizes, self._paths))
+        self.schema = pq.read_schema(self._paths[0])
         self._groups: list[_RowGroup] = []
         start = 0
-        for f, meta in enumerate(footers):
-            for g in range(meta.num_row_groups):
-                rows = meta.row_group(g).num_rows
+        for f, sizes in enumerate(counts):
+            for g, rows in enumerate(sizes):
                 self._groups.append(_RowGroup(f, g, start, rows))
                 start += rows
         self.num_rows = start
