@@ -209,6 +209,11 @@ def test_the_server_answers_on_loopback_with_a_strict_policy(saved: Path) -> Non
         assert status == 404  # a failed row has no generated image
         status, _, _ = _get(server.url + "static/../../etc/passwd")
         assert status == 404
+        rebound = urllib.request.Request(
+            server.url + "api/leaves", headers={"Host": f"evil.example:{server.port}"}
+        )
+        with pytest.raises(urllib.error.HTTPError, match="421"):
+            urllib.request.urlopen(rebound, timeout=10)
     with pytest.raises(urllib.error.URLError, match="Connection refused"):
         _get(server.url)
 

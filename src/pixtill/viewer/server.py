@@ -44,8 +44,15 @@ def image_url(leaf: int) -> Any:
     return url
 
 
+_HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("viewer_hosts", frozenset)
+
+
 @web.middleware
 async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    hosts = request.app.get(_HOSTS_KEY)
+    if hosts and request.host not in hosts:
+        # A page elsewhere that rebinds its own name to 127.0.0.1 must not read the dataset.
+        raise web.HTTPMisdirectedRequest(text="unexpected Host header")
     response: web.StreamResponse = await handler(request)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -131,10 +138,12 @@ async def _no_content(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def make_app(data: ViewerData) -> web.Application:
-    """The aiohttp application serving ``data``."""
+def make_app(data: ViewerData, hosts: frozenset[str] = frozenset()) -> web.Application:
+    """The aiohttp application serving ``data``; when ``hosts`` is given, requests whose
+    ``Host`` header is not one of them are refused (421)."""
     app = web.Application(middlewares=[_security_headers])
     app[_DATA_KEY] = data
+    app[_HOSTS_KEY] = hosts
     app.router.add_get("/", _index)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/leaves", _leaves)
@@ -175,7 +184,10 @@ class ViewerServer:
         failure: list[BaseException] = []
 
         async def serve() -> None:
-            self._runner = web.AppRunner(make_app(self.data), access_log=None)
+            hosts = frozenset(
+                f"{name}:{self.port}" for name in (self.host, "localhost", "127.0.0.1")
+            )
+            self._runner = web.AppRunner(make_app(self.data, hosts), access_log=None)
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
 
