@@ -125,9 +125,7 @@ class FakeEdits:
         if not 1 <= n <= 10:
             return self._refuse(400, "n must be between 1 and 10")
         prompt = fields["prompt"]
-        self.received.append(
-            Edit("edits", prompt, fields, (image.format or "", image.size), mask)
-        )
+        self.received.append(Edit("edits", prompt, fields, (image.format or "", image.size), mask))
         index = len(self.received)
         data_out = [
             {"b64_json": base64.b64encode(solid_png(image.size, f"{prompt}#{index}#{k}")).decode()}
