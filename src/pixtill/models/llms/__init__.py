@@ -10,6 +10,7 @@ from pixtill.models.llms.base import (
 from pixtill.models.llms.huggingface import InferenceEndpointsLLM
 from pixtill.models.llms.openai import OpenAILLM
 from pixtill.models.llms.transformers import TransformersLLM
+from pixtill.models.llms.vllm import vLLM
 
 __all__ = [
     "LLM",
@@ -22,4 +23,5 @@ __all__ = [
     "OpenAILLM",
     "TokenStatistics",
     "TransformersLLM",
+    "vLLM",
 ]
