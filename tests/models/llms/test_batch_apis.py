@@ -129,10 +129,15 @@ def test_openai_batch_splits_by_bytes(fake: FakeBatches, url: str, tmp_path: Pat
 def test_a_second_run_collects_instead_of_submitting(
     fake: FakeBatches, url: str, tmp_path: Path
 ) -> None:
-    inputs = [[{"role": "user", "content": "hello"}], [{"role": "user", "content": "there"}]]
+    inputs = [
+        [{"role": "user", "content": "hello"}],
+        [{"role": "user", "content": "there"}],
+        [{"role": "user", "content": "[[fail]]"}],
+    ]
     llm = openai_llm(url, tmp_path)
     with loaded(llm):
         first = llm.generate(inputs)
+    assert first[2]["generations"] == [None]  # a failed request does not void the batch
     (state,) = (tmp_path / "batches").iterdir()
     assert state.name.startswith("openai-")
     assert KEY not in state.read_text()

@@ -215,11 +215,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 ids[k] = await self._submit(engine, [encoded[i] for i in chunk])
                 self._write_state(state_path, key, ids)  # before anything else can fail
         by_id: dict[str, list[Choice]] = {}
+        ended_badly = False
         deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
         for k, batch_id in enumerate(ids):
             assert batch_id is not None
             status = await self._wait(engine, batch_id, deadline)
             results: dict[str, list[Choice]] = {}
+            ended_badly = ended_badly or status.failure is not None
             if status.failure is None or status.extra:
                 results = await self._results(engine, status)
             for i in chunks[k]:
@@ -229,9 +231,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                     why = status.failure or "has no result for it"
                     found = [Choice(None, error=f"batch {batch_id} {why} (request {cid})")]
                 by_id[cid] = found
-        failed = any(c.text is None for got in by_id.values() for c in got)
-        if failed and state_path.exists():
-            # A later run submits again rather than collecting the same failures.
+        if ended_badly and state_path.exists():
+            # A batch failed, expired or was cancelled: a later run submits again rather than
+            # collecting the same missing results. (Requests the provider answered with an
+            # error are collected again as they are; `reuse_batches=False` resubmits.)
             state_path.unlink()
         return by_id
 

@@ -10,7 +10,7 @@ and its error file, matched back to the rows by ``custom_id``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
@@ -60,7 +60,9 @@ class OpenAIBatchLLM(BatchLLM):
     completion_window: str = Field(default="24h", description="The batch's completion window.")
     max_requests_per_file: int = Field(default=50_000, ge=1)
     max_file_bytes: int = Field(default=200 * 10**6, ge=1024)
-    image_detail: str | None = Field(default=None, description="`detail` of every image part.")
+    image_detail: Literal["auto", "low", "high"] | None = Field(
+        default=None, description="`detail` of every image part."
+    )
 
     @property
     def model_name(self) -> str:
@@ -89,8 +91,7 @@ class OpenAIBatchLLM(BatchLLM):
         self, index: int, input: FormattedInput, num_generations: int, params: dict[str, Any]
     ) -> list[RequestLine]:
         body = {k: v for k, v in params.items() if k not in _RESERVED and v is not None}
-        detail: Any = self.image_detail
-        messages = await openai_messages(input, self.image_resize, detail)
+        messages = await openai_messages(input, self.image_resize, self.image_detail)
         body = {"model": self.model, "messages": messages, **body}
         if num_generations > 1:
             body["n"] = num_generations
