@@ -39,7 +39,8 @@ def build(provider: str, base_url: str, folder: Path) -> Pipeline:
         llm = AnthropicBatchLLM(model="claude-haiku-4-5", base_url=base_url, **common)
     with Pipeline(name=f"batch-{provider}", cache_dir=folder / "cache") as pipeline:
         load = LoadDataFromDicts(data=rows())
-        caption = TextGenerationWithImage(name="caption", llm=llm, input_batch_size=10)
+        # Two provider batches of three rows, both in flight at once.
+        caption = TextGenerationWithImage(name="caption", llm=llm, input_batch_size=3, replicas=2)
         load >> caption
     return pipeline
 

@@ -265,8 +265,8 @@ def test_pipeline_killed_while_the_provider_works_resumes_without_resubmitting(
     )
     try:
         states = tmp_path / "batches"
-        for _ in range(1200):  # until the child has submitted and saved the batch id
-            if fake.batches and states.is_dir() and any(states.iterdir()):
+        for _ in range(1200):  # until the child has submitted both batches and saved their ids
+            if len(fake.batches) == 2 and states.is_dir() and len(list(states.iterdir())) == 2:
                 break
             if child.poll() is not None:
                 raise AssertionError(child.stderr.read().decode() if child.stderr else "")
@@ -278,11 +278,11 @@ def test_pipeline_killed_while_the_provider_works_resumes_without_resubmitting(
         child.wait()
         if child.stderr is not None:
             child.stderr.close()
-    assert len(fake.batches) == 1
+    assert len(fake.batches) == 2
     fake.hold = False  # the provider finishes while nobody watches
     dataset = build(provider, url, tmp_path).run()["caption"]
-    assert len(fake.batches) == 1  # collected, not submitted again
-    assert fake.uploads == (1 if provider == "openai" else 0)
+    assert len(fake.batches) == 2  # collected, not submitted again
+    assert fake.uploads == (2 if provider == "openai" else 0)
     assert fake.rejected == []
     assert sorted(dataset["instruction"]) == [f"caption picture {i}" for i in range(6)]
     for row in dataset:
