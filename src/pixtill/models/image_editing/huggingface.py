@@ -66,20 +66,19 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
         headers = None
         if num_generations > 1 and seed is None:
             headers = {"x-use-cache": "false"}  # identical requests would get one cached image
-        async with self._gate():
-            data, _ = await upload_bytes(input["image"], _FORMATS, self.image_resize)
-            image = encode_b64(data)
+        data, _ = await upload_bytes(input["image"], _FORMATS, self.image_resize)
+        image = encode_b64(data)
 
-            async def one(k: int) -> list[str]:
-                params = {"prompt": input["prompt"], **parameters}
-                if isinstance(seed, int) and k > 0:
-                    params["seed"] = seed + k
-                payload = {"inputs": image, "parameters": params}
-                return [await self._request(engine, url, payload, headers)]
+        async def one(k: int) -> list[str]:
+            params = {"prompt": input["prompt"], **parameters}
+            if isinstance(seed, int) and k > 0:
+                params["seed"] = seed + k
+            payload = {"inputs": image, "parameters": params}
+            return [await self._request(engine, url, payload, headers)]
 
-            return await gather_images(
-                type(self).__name__, [(1, one(k)) for k in range(num_generations)]
-            )
+        return await gather_images(
+            type(self).__name__, [(1, one(k)) for k in range(num_generations)]
+        )
 
     async def _request(
         self,

@@ -80,25 +80,26 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         params = merged_params(self.generation_kwargs, kwargs)
         for key in _RESERVED:
             params.pop(key, None)
+        if self.model.startswith("gpt-image"):
+            params.pop("response_format", None)  # always base64; the API refuses the field
         formats = _FORMATS.get(self.model, _DEFAULT_FORMATS)
-        async with self._gate():
-            image, fmt = await upload_bytes(input["image"], formats, self.image_resize)
-            fields: list[tuple[str, str | FilePart]] = [
-                ("model", self.model),
-                ("prompt", input["prompt"]),
-                ("image", FilePart(image, f"image.{fmt.lower()}", _MIME[fmt])),
-            ]
-            mask = input.get("mask")
-            if mask is not None:
-                data, _ = await upload_bytes(mask, frozenset({"PNG"}), self.image_resize)
-                fields.append(("mask", FilePart(data, "mask.png", "image/png")))
-            fields += [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
-            per = self.max_n_per_request
-            counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
-            return await gather_images(
-                type(self).__name__,
-                [(count, self._request(engine, fields, count)) for count in counts],
-            )
+        image, fmt = await upload_bytes(input["image"], formats, self.image_resize)
+        fields: list[tuple[str, str | FilePart]] = [
+            ("model", self.model),
+            ("prompt", input["prompt"]),
+            ("image", FilePart(image, f"image.{fmt.lower()}", _MIME[fmt])),
+        ]
+        mask = input.get("mask")
+        if mask is not None:
+            data, _ = await upload_bytes(mask, frozenset({"PNG"}), self.image_resize)
+            fields.append(("mask", FilePart(data, "mask.png", "image/png")))
+        fields += [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
+        per = self.max_n_per_request
+        counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
+        return await gather_images(
+            type(self).__name__,
+            [(count, self._request(engine, fields, count)) for count in counts],
+        )
 
     async def _request(
         self, engine: RequestEngine, fields: list[tuple[str, str | FilePart]], n: int

@@ -27,8 +27,8 @@ from pydantic import Field
 from pixtill.models.base import AsyncBridge
 from pixtill.models.llms._wire import Choice, _image_of, generate_output
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
-from pixtill.models.remote import RemoteModel
-from pixtill.models.transport import RequestEngine, RequestError
+from pixtill.models.remote import InvalidResponseError, RemoteModel
+from pixtill.models.transport import RequestEngine
 from pixtill.paths import cache_dir, write_atomically
 from pixtill.utils import fast_json
 
@@ -281,8 +281,8 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         try:
             return fast_json.loads(body)
         except ValueError:
-            raise RequestError(
-                "malformed JSON body", status=200, retryable=False, method="GET", url=url
+            raise InvalidResponseError(
+                type(self).__name__, f"malformed JSON body ({len(body)} bytes)"
             ) from None
 
     async def _get(self, engine: RequestEngine, url: str) -> bytes:
