@@ -91,13 +91,14 @@ def fetch_url_sync(
                 if len(body) > max_bytes:
                     raise ImageFetchError(too_big)
     except urllib.error.HTTPError as exc:
-        reason = f"HTTP {exc.code} {exc.reason or ''}".rstrip()
-        raise ImageFetchError(f"GET {shown} failed: {reason}") from None
+        status = f"HTTP {exc.code} {exc.reason or ''}".rstrip()
+        raise ImageFetchError(f"GET {shown} failed: {status}") from None
     except TimeoutError as exc:
         raise ImageFetchError(f"GET {shown} timed out after {timeout} s") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise ImageFetchError(f"GET {shown} timed out after {timeout} s") from exc
-        raise ImageFetchError(f"GET {shown} failed: {short(exc.reason or exc)}") from exc
+        cause = exc.reason if isinstance(exc.reason, BaseException) else exc
+        raise ImageFetchError(f"GET {shown} failed: {short(cause)}") from exc
     except (OSError, ValueError) as exc:  # resets, bad chunked encoding, malformed URLs
         raise ImageFetchError(f"GET {shown} failed: {short(exc)}") from exc

@@ -10,6 +10,8 @@ the row.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -50,6 +52,7 @@ def _wide_to_l(image: Image.Image) -> Image.Image:
     0..1 are scaled by 255; other float ranges by their own min..max.
     """
     values = np.asarray(image)
+    scaled: np.ndarray[Any, Any]
     if values.dtype.kind == "f":
         finite = values[np.isfinite(values)]
         low = float(finite.min()) if finite.size else 0.0
