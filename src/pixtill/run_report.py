@@ -63,7 +63,7 @@ class FailureWarnings:
             )
 
 
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)'\"]+", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^']{24,}'|\"[^\"]{24,}\"")
 _ATTEMPTS = re.compile(r"after \d+ attempts?")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9])\d{4,}(?![A-Za-z0-9])")
