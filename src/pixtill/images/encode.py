@@ -12,7 +12,7 @@ from pixtill.images.errors import ImageError, short
 from pixtill.images.modes import has_alpha, to_8bit
 
 _FORMAT_ALIASES = {"JPG": "JPEG", "TIF": "TIFF"}
-_PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "P", "RGB", "RGBA"})
+_PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "I;16L", "P", "RGB", "RGBA"})
 
 
 def normalize_format(name: str) -> str:
@@ -45,11 +45,18 @@ def convert_for(image: Image.Image, fmt: str) -> Image.Image:
         if image.mode in ("L", "RGB", "CMYK"):
             return image
         return to_8bit(image, keep_alpha=False)
+    if fmt == "PNG" and image.mode == "I" and _fits_16_bits(image):
+        return image.convert("I;16")  # PNG stores 16-bit grayscale, not 32-bit
     if (fmt == "PNG" and image.mode not in _PNG_MODES) or (
         fmt == "WEBP" and image.mode not in ("RGB", "RGBA")
     ):
         return to_8bit(image, keep_alpha=has_alpha(image))
     return image
+
+
+def _fits_16_bits(image: Image.Image) -> bool:
+    low, high = image.getextrema()
+    return isinstance(low, int) and isinstance(high, int) and low >= 0 and high <= 65535
 
 
 def encode_image(image: Image.Image, format: str = "PNG", *, quality: int = 90) -> bytes:

@@ -106,11 +106,12 @@ def resized(image: Image.Image, policy: ResizePolicy | None) -> Image.Image:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif image.mode == "1":
         image = image.convert("L")
+    elif image.mode.startswith("I;16"):
+        # No Lanczos for 16-bit modes in Pillow: resample as 32-bit, then back to 16 bits.
+        wide = image.convert("I").resize(size, Image.Resampling.LANCZOS)
+        return Image.fromarray(np.clip(np.asarray(wide), 0, 65535).astype(np.uint16))
     elif image.mode not in ("L", "RGB", "RGBA", "I", "F", "LA", "La", "RGBa", "CMYK"):
-        # I;16 and other rare modes have no Lanczos resampling in Pillow.
-        image = (
-            image.convert("I") if image.mode.startswith("I;16") else to_8bit(image, keep_alpha=True)
-        )
+        image = to_8bit(image, keep_alpha=True)  # rare modes have no Lanczos resampling
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
