@@ -70,7 +70,7 @@ def test_cut_jpegs_fail_the_cheap_check(make: Any, fraction: float) -> None:
     data = make()
     width, height = jpeg_size(data)  # the whole file passes
     assert (width, height) == Image.open(io.BytesIO(data)).size
-    with pytest.raises(JPEGStructureError, match="truncated|broken"):
+    with pytest.raises(JPEGStructureError, match=r"truncated|broken"):
         jpeg_size(data[: int(len(data) * fraction)])
     with pytest.raises(ImageDecodeError, match="truncated JPEG"):
         ImageRef.from_value(data[: int(len(data) * fraction)]).validate()
