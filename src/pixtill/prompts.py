@@ -7,6 +7,7 @@ variables are errors instead of silently rendering as empty strings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -21,17 +22,18 @@ _ENV = ImmutableSandboxedEnvironment(
 
 
 class MissingValue(StrictUndefined):
-    """A column whose value is None, as the template sees it: false in ``{% if %}``, ``none``
-    for ``is none``, replaced by ``| default(...)``, but a `RowError` naming the column when
-    printed, instead of the text "None" reaching the model."""
+    """A column whose value is None (or NaN), as the template sees it: false in ``{% if %}``,
+    ``none`` for ``is none``, replaced by ``| default(...)``, but a `RowError` naming the column
+    when printed, instead of the text "None" reaching the model."""
 
     __slots__ = ()
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name=name)
+    def __init__(self, name: str, shown: str = "None") -> None:
+        super().__init__(hint=shown, name=name)
 
     def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
-        raise RowError("expected text, got None (a missing value)", column=self._undefined_name)
+        got = self._undefined_hint or "None"
+        raise RowError(f"expected text, got {got} (a missing value)", column=self._undefined_name)
 
     # StrictUndefined binds these to its own method at class creation: bind them to ours.
     __str__ = __iter__ = __len__ = __contains__ = _fail_with_undefined_error
@@ -98,12 +100,17 @@ class PromptTemplate:
             value = values.get(name)
             if type(value) is str:
                 return value
-        if any(value is None for value in values.values()):
+        if any(_missing(value) for value in values.values()):
             values = {
-                key: MissingValue(name=key) if value is None else value
+                key: MissingValue(key, repr(value)) if _missing(value) else value
                 for key, value in values.items()
             }
         return self._template.render(**values)
+
+
+def _missing(value: Any) -> bool:
+    """None, or a float NaN (how pandas and CSV readers spell a missing value)."""
+    return value is None or (type(value) is float and math.isnan(value))
 
 
 def _only_variable(parsed: nodes.Template) -> str | None:

@@ -56,7 +56,7 @@ def with_exif_thumbnail() -> bytes:
 # -- structure checks: the kind "a cut image", in each format ----------------------------------
 
 
-@pytest.mark.parametrize("fraction", [0.6, 0.3, 0.9, 0.99])
+@pytest.mark.parametrize("fraction", [0.6, 0.02, 0.3, 0.9, 0.99])
 @pytest.mark.parametrize(
     "make",
     [
@@ -97,6 +97,14 @@ def test_cut_gifs_and_webps_fail(fraction: float) -> None:
     for cut in (gif[: int(len(gif) * fraction)], webp[: int(len(webp) * fraction)]):
         with pytest.raises(ImageDecodeError, match="truncated"):
             ImageRef.from_value(cut).validate()
+
+
+@pytest.mark.parametrize("format", ["BMP", "TIFF"])
+def test_cut_images_of_other_formats_fail_validate(format: str) -> None:
+    data = photo(format=format)
+    ImageRef.from_value(data).validate()
+    with pytest.raises(ImageDecodeError):
+        ImageRef.from_value(data[: len(data) * 6 // 10]).validate()
 
 
 @pytest.mark.parametrize("form", ["bytes", "base64", "data_url", "path"])
@@ -159,6 +167,17 @@ def test_none_in_a_template_column_fails_the_row_naming_it(template: str, column
     error = rows[1][METADATA_COLUMN]["error_t"]
     assert error.startswith("step 't': row 1, column 'instruction': expected text, got None")
     assert all("None" not in str(call) for call in llm.calls)
+
+
+def test_nan_in_a_template_column_is_a_missing_value_too() -> None:
+    task = TextGeneration(name="t", llm=DescribingLLM(), template="Q: {{ instruction }}")
+    task.load()
+    try:
+        rows = next(task.process([{"instruction": float("nan")}]))
+    finally:
+        task.unload()
+    error = rows[0][METADATA_COLUMN]["error_t"]
+    assert error.startswith("step 't': row 0, column 'instruction': expected text, got nan")
 
 
 def test_a_template_may_still_test_or_default_a_none_column() -> None:

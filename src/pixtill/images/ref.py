@@ -204,7 +204,7 @@ class ImageRef:
     def validate(self, *, decode: bool = False) -> None:
         """Check the header, the pixel limit and the file structure without decoding pixels:
         PNG chunks and CRCs, JPEG markers up to an end-of-image marker, GIF blocks up to the
-        trailer, WebP chunks (see `pixtill.utils`); other formats through ``Image.verify``.
+        trailer, WebP chunks (see `pixtill.utils`); other formats (BMP, TIFF...) are decoded.
 
         ``decode=True`` also decodes the pixels. Raises `ImageDecodeError` (truncated or
         corrupt), `ImageTooLargeError` (over ``max_pixels``) or `ImageNotFoundError`.
@@ -217,6 +217,9 @@ class ImageRef:
             return
         data = self._data if self._data is not None else self.get_bytes()
         checked = check_structure(data)
+        # Pillow's `verify` checks little beyond PNG, and BMP, TIFF and the rest have no cheap
+        # structure check here: they are rare, so decoding them is the check.
+        decode = decode or checked is None
         if checked is not None and checked[1] is not None and not decode:
             fmt, size = checked[0], checked[1]
             self._header = (fmt, size)
@@ -225,13 +228,6 @@ class ImageRef:
             image = open_image(io.BytesIO(data))
             self._header = (str(image.format), image.size)
             check_pixels(image.size, self.max_pixels)
-            if checked is None:
-                try:
-                    image.verify()
-                except Exception as exc:
-                    raise ImageDecodeError(
-                        f"corrupt or truncated {image.format} image: {short(exc)}"
-                    ) from exc
             if decode:
                 self.to_pil()
         # Bytes do not change, so one check is enough (paths are re-read: they may change).
