@@ -19,6 +19,7 @@ from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
+from pixtill.models.llms._wire import _image_of
 from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
 
 
@@ -30,7 +31,8 @@ def describe_content(content: Any) -> str:
         if part["type"] == "text":
             pieces.append(part["text"])
         else:
-            ref: ImageRef = part["image"]
+            ref = _image_of(part)
+            assert ref is not None, part
             if ref.kind == "url":
                 pieces.append(f"<url {ref.url}>")
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Protocol, TypeVar, Union
 
@@ -24,6 +24,9 @@ class StepGraph(Protocol):
     """What a step needs from the pipeline it is declared in (kept abstract so that steps never
     import the pipeline package)."""
 
+    @property
+    def steps(self) -> Mapping[str, _Step]: ...
+
     def add_step(self, step: _Step) -> None: ...
 
     def add_edge(self, upstream: _Step, downstream: _Step) -> None: ...
@@ -31,6 +34,20 @@ class StepGraph(Protocol):
 
 ACTIVE_GRAPH: ContextVar[StepGraph | None] = ContextVar("pixtill_active_graph", default=None)
 StepT = TypeVar("StepT", bound="_Step")
+
+
+def default_step_name(class_name: str, taken: Mapping[str, object] | None = None) -> str:
+    """distilabel's default name: ``<snake_case class name>_<n>``, ``n`` the first index not
+    ``taken`` in the pipeline (``TextGenerationWithImage`` -> ``text_generation_with_image_0``).
+
+    Metadata keys are built from step names (``raw_output_text_generation_with_image_0``), so
+    code written for distilabel finds its keys under the same names.
+    """
+    base = _CAMEL.sub("_", class_name).lower()
+    index = 0
+    while taken is not None and f"{base}_{index}" in taken:
+        index += 1
+    return f"{base}_{index}"
 
 
 def normalize_columns(columns: StepColumns) -> dict[str, bool]:
@@ -43,7 +60,10 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
 class _Step(BaseModel, ABC):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
 
-    name: str = Field(default="", description="Unique name; defaults to the class name.")
+    name: str = Field(
+        default="",
+        description="Unique name; defaults to `<snake_case class name>_<n>` as in distilabel.",
+    )
     input_mappings: dict[str, str] = Field(
         default_factory=dict,
         description="{step input column: dataset column} read under another name.",
@@ -62,14 +82,16 @@ class _Step(BaseModel, ABC):
 
     def model_post_init(self, context: Any, /) -> None:
         # Runs before the step joins a pipeline, so the pipeline sees the final name.
+        graph = ACTIVE_GRAPH.get()
         if not self.name:
-            self.name = _CAMEL.sub("_", type(self).__name__).lower()
+            self.name = default_step_name(
+                type(self).__name__, graph.steps if graph is not None else None
+            )
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
             raise StepConfigError(
                 f"step name {self.name!r} may only hold letters, digits, '_' and '-'"
             )
         self._logger = logging.getLogger(f"pixtill.steps.{self.name}")
-        graph = ACTIVE_GRAPH.get()
         if graph is not None:
             self._graph = graph
             graph.add_step(self)

@@ -84,6 +84,8 @@ async def _openai_part(
         if detail is not None:
             image_url["detail"] = detail
         return {"type": "image_url", "image_url": image_url}
+    if kind == "image_url" and resize is not None:
+        part = await _resized_image_url(part, resize)
     if kind == "image_url" and detail is not None:
         value = part.get("image_url")
         if isinstance(value, str):
@@ -91,6 +93,22 @@ async def _openai_part(
         if isinstance(value, dict) and "detail" not in value:
             return {"type": "image_url", "image_url": {**value, "detail": detail}}
     return part
+
+
+async def _resized_image_url(part: dict[str, Any], resize: ResizePolicy) -> dict[str, Any]:
+    """An ``image_url`` part whose URL a task built from a local image (an `ImageURL`, which
+    holds its `ImageRef`), re-encoded from that reference when ``resize`` shrinks it. Other
+    URLs (http, or plain strings from user code) go as they are."""
+    value = part.get("image_url")
+    url = value.get("url") if isinstance(value, dict) else value
+    held = getattr(url, "__image_ref__", None)
+    if not isinstance(held, ImageRef) or held.url is not None:
+        return part
+    if resize.target_size(*held.size) == held.size:
+        return part
+    encoded = await image_data_url(held, resize)
+    image_url = {**value, "url": encoded} if isinstance(value, dict) else {"url": encoded}
+    return {**part, "image_url": image_url}
 
 
 async def openai_messages(

@@ -12,7 +12,7 @@ import asyncio
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from pydantic import Field, model_validator
 
@@ -57,6 +57,10 @@ class _Task(Step):
     add_raw_input: bool = Field(
         default=True, description="Keep the model input in metadata (images as references)."
     )
+
+    raw_input_content_as_parts: ClassVar[bool | None] = None
+    """How ``raw_input_<step>`` stores chat contents: None keeps strings unless a message of
+    the row has a list of parts (see `stored_input`); True always stores lists of parts."""
 
     @abstractmethod
     def format_input(self, input: dict[str, Any]) -> Any:
@@ -205,7 +209,9 @@ class _Task(Step):
         if self.add_raw_output or error is not None:
             meta[f"raw_output_{self.name}"] = self._raw_output_reference(output)
         if self.add_raw_input and formatted_input is not None:
-            meta[f"raw_input_{self.name}"] = stored_input(formatted_input)
+            meta[f"raw_input_{self.name}"] = stored_input(
+                formatted_input, content_as_parts=self.raw_input_content_as_parts
+            )
         if statistics:
             meta[f"statistics_{self.name}"] = statistics
         if error is not None:

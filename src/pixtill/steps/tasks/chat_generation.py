@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -38,6 +38,9 @@ class ChatGeneration(Task):
     Image parts may come as ``image_url`` (URL or data URL) or ``image`` parts holding any form
     `pixtill.images` accepts; they are checked and turned into references per row.
     """
+
+    # Rows may mix plain-text and image turns: one stored shape keeps one Arrow type.
+    raw_input_content_as_parts: ClassVar[bool | None] = True
 
     image_type: ImageType = "auto"
     image_max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
