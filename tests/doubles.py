@@ -14,7 +14,6 @@ from typing import Any
 from PIL import Image
 from pydantic import PrivateAttr
 
-from pixtill.images import ImageRef
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
