@@ -383,8 +383,15 @@ class Task(_Task):
 
 
 def results_from_generate_output(
-    output: GenerateOutput, num_generations: int
+    output: GenerateOutput | list[str | None], num_generations: int
 ) -> list[GenerationResult]:
+    """One `GenerationResult` per generation of one input.
+
+    ``output`` is a `GenerateOutput` dict, or a plain list of generations (the shape LLMs
+    written for distilabel before 1.5 return; they carry no statistics).
+    """
+    if isinstance(output, list):
+        output = {"generations": list(output)}
     generations = list(output.get("generations") or [])
     error = output.get("error")
     if len(generations) < num_generations:
