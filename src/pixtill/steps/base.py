@@ -9,7 +9,14 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Protocol, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 
 from pixtill.errors import MissingColumnError, StepConfigError
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
@@ -79,6 +86,27 @@ class _Step(BaseModel, ABC):
 
     _logger: logging.Logger = PrivateAttr()
     _graph: StepGraph | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _join_given_pipeline(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """``Step(..., pipeline=p)`` (distilabel's keyword) joins ``p`` as if the step were
+        created inside ``with p:``."""
+        if not isinstance(data, dict) or data.get("pipeline") is None:
+            if isinstance(data, dict) and "pipeline" in data:
+                data = {k: v for k, v in data.items() if k != "pipeline"}
+            return handler(data)
+        data = dict(data)
+        token = ACTIVE_GRAPH.set(data.pop("pipeline"))
+        try:
+            return handler(data)
+        finally:
+            ACTIVE_GRAPH.reset(token)
+
+    @property
+    def pipeline(self) -> StepGraph | None:
+        """The pipeline the step was declared in (or given with ``pipeline=``), else None."""
+        return self._graph
 
     def model_post_init(self, context: Any, /) -> None:
         # Runs before the step joins a pipeline, so the pipeline sees the final name.

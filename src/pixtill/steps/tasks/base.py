@@ -245,8 +245,23 @@ class _Task(Step):
         Output mappings are applied as outputs are formatted (see `_create_metadata`), so an
         output never overwrites an input column of the same name before being renamed.
         """
-        for output in self.process(self._rename_inputs(inputs)):
-            yield self._rename_outputs(output, output_mappings=False)
+        renamed = self._rename_inputs(inputs)
+        if not self.input_mappings or type(self).process is not _Task.process:
+            for output in self.process(renamed):
+                yield self._rename_outputs(output, output_mappings=False)
+            return
+        # Row by row, so that a dataset column an input mapping shadows (``{"instruction":
+        # "question"}`` over a row that also has "instruction") comes back untouched.
+        written = {self.output_mappings.get(c, c) for c in self.get_outputs()} | {METADATA_COLUMN}
+        out: list[Row] = []
+        for original, produced in zip(inputs, self.process_rows(renamed)):
+            for row in self._rename_outputs(produced, output_mappings=False):
+                for step_col, data_col in self.input_mappings.items():
+                    shadowed = step_col != data_col and step_col in original
+                    if shadowed and step_col not in written:
+                        row[step_col] = original[step_col]
+                out.append(row)
+        yield out
 
     def process(self, inputs: StepInput) -> StepOutput:
         yield self.process_batch(inputs)
