@@ -46,7 +46,7 @@ def replace_images(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "sha256:" + hashlib.sha256(value).hexdigest()
     if isinstance(value, dict):
-        out = {}
+        out: dict[Any, Any] = {}
         for key, item in value.items():
             if key in _IMAGE_KEYS and isinstance(item, str) and _is_data_url(item):
                 out[key] = _hash_image_string(item)
