@@ -4,7 +4,6 @@ and an empty system prompt sends no system message."""
 from __future__ import annotations
 
 from doubles import DescribingLLM
-
 from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration, TextGenerationWithImage
 
 
