@@ -48,6 +48,7 @@ PATHS = {
         "GeneratorStepOutput",
     ],
     "pixtill.models": [
+        "vLLM",
         "LLM",
         "AsyncLLM",
         "ImageGenerationModel",
@@ -79,6 +80,7 @@ PATHS = {
     ],
     "pixtill.models.llms.utils": ["prepare_output", "compute_tokens"],
     "pixtill.models.llms.openai": ["OpenAILLM"],
+    "pixtill.models.llms.vllm": ["vLLM"],
     "pixtill.models.llms.anthropic": ["AnthropicLLM"],
     "pixtill.models.llms.huggingface": ["InferenceEndpointsLLM", "TransformersLLM"],
     "pixtill.models.llms.huggingface.inference_endpoints": ["InferenceEndpointsLLM"],

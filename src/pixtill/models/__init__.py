@@ -7,18 +7,22 @@ from pixtill.models.image_generation import (
 )
 from pixtill.models.llms import (
     LLM,
+    AnthropicBatchLLM,
     AnthropicLLM,
     AsyncLLM,
     GenerateOutput,
     InferenceEndpointsLLM,
+    OpenAIBatchLLM,
     OpenAILLM,
     TransformersLLM,
+    vLLM,
 )
 from pixtill.models.llms.typing import HiddenState
 
 # distilabel's ``distilabel.models`` exposes every backend; so does this package.
 __all__ = [
     "LLM",
+    "AnthropicBatchLLM",
     "AnthropicLLM",
     "AsyncImageGenerationModel",
     "AsyncLLM",
@@ -28,7 +32,9 @@ __all__ = [
     "ImageGenerationModel",
     "InferenceEndpointsImageGeneration",
     "InferenceEndpointsLLM",
+    "OpenAIBatchLLM",
     "OpenAIImageGeneration",
     "OpenAILLM",
     "TransformersLLM",
+    "vLLM",
 ]
