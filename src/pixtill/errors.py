@@ -80,7 +80,7 @@ class ModelUnavailableError(PixtillError):
         at = f" at {self.url}" if self.url else ""
         text = f"{who}{at} is unavailable: {self.cause}"
         if self.hint:
-            text += f" ({self.hint})"
+            text += f"; {self.hint}"
         return locate(text, step=self.step)
 
     def located(self, *, model: str | None = None, step: str | None = None) -> ModelUnavailableError:

@@ -1,9 +1,12 @@
 """What every HTTP backend shares: engine settings, the engine's lifecycle, and secrets.
 
 `RemoteModel` is a configuration mixin for the network backends (`OpenAILLM`, `AnthropicLLM`,
-`InferenceEndpointsLLM`, `OpenAIImageGeneration`, `InferenceEndpointsImageGeneration`). It owns
-one :class:`~pixtill.models.transport.RequestEngine` built at ``load()`` (or on the first call),
-closed by ``aclose()`` / ``unload()``.
+`InferenceEndpointsLLM`, `OpenAIImageGeneration`, `InferenceEndpointsImageGeneration`). Its
+fields are plain configuration; what ``load()`` (or the first call) builds - the
+:class:`~pixtill.models.transport.RequestEngine`, the resolved credentials - lives in one
+`RemoteRuntime` object, dropped by copies and pickles and closed by ``aclose()`` / ``unload()``.
+The engine is the only owner of the in-flight window: backends hand it a payload *builder*, so
+images are encoded only once a request has its slot.
 
 Secrets: API keys are ``SecretStr`` fields excluded from ``model_dump``, ``repr`` and ``str``.
 A key not given as an argument is read from the environment at load time; either way it then
@@ -16,23 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models.base import BaseModel
-from pixtill.models.transport import EngineConfig, RequestEngine, RequestError
-from pixtill.utils.private_attr import private_attr
+from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 
 __all__ = [
     "HF_ROUTER_URL",
     "HuggingFaceLocation",
     "InvalidResponseError",
     "RemoteModel",
+    "RemoteRuntime",
     "SecretField",
     "excerpt",
     "merged_params",
@@ -57,6 +61,33 @@ class InvalidResponseError(RuntimeError):
         super().__init__(f"{backend}: {message}")
 
 
+T = TypeVar("T")
+
+
+def once(build: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """A coroutine function that runs ``build`` on its first call and then returns that result
+    (concurrent callers share one run): a payload built for a request's first attempt serves
+    its fan-out and retries too."""
+    task: asyncio.Future[T] | None = None
+
+    async def get() -> T:
+        nonlocal task
+        if task is None:
+            task = asyncio.ensure_future(build())
+        return await asyncio.shield(task)
+
+    return get
+
+
+@dataclass(slots=True)
+class RemoteRuntime:
+    """What a `RemoteModel` builds to send requests: never copied, pickled or dumped."""
+
+    engine: RequestEngine
+    secrets: tuple[str, ...] = ()  # strings scrubbed from error texts
+    post_auth: dict[str, str] | None = None  # credentials sent with each POST, if per request
+
+
 def excerpt(value: Any, limit: int = 200) -> str:
     """A short description of an unexpected response body for error messages."""
     text = repr(value)
@@ -75,7 +106,9 @@ class RemoteModel(BaseModel):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="Requests in flight at most (a sliding window)."
     )
-    timeout: float = Field(default=120.0, gt=0, description="Seconds per attempt.")
+    timeout: float = Field(
+        default=60.0, gt=0, description="Seconds per attempt (a timed-out request is retried once)."
+    )
     max_retries: int = Field(
         default=6, ge=0, description="Retries of a request after 429/408/5xx/timeouts."
     )
@@ -93,13 +126,8 @@ class RemoteModel(BaseModel):
         default=False, description="Honour HTTP(S)_PROXY / NO_PROXY from the environment."
     )
 
-    # Runtime state: built by `load()` or the first call; never copied nor pickled.
-    _engine: RequestEngine | None = PrivateAttr(default=None)
-    _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = (
-        PrivateAttr(default=None)
-    )
-    _secrets: tuple[str, ...] = PrivateAttr(default=())
-    _post_auth: dict[str, str] | None = PrivateAttr(default=None)
+    # Built by `load()` or the first call; never copied nor pickled.
+    _runtime: RemoteRuntime | None = PrivateAttr(default=None)
 
     # ----------------------------------------------------------------- for subclasses
 
@@ -143,19 +171,22 @@ class RemoteModel(BaseModel):
 
     def load(self) -> None:
         super().load()
-        if self._engine is None:
-            self._engine = self._build_engine()
+        if self._runtime is None:
+            self._runtime = self._build_runtime()
 
     def unload(self) -> None:
         super().unload()  # closes the engine on the model's loop (``aclose``) if it has one
-        for name, value in _RUNTIME_DEFAULTS.items():
-            if name != "_loop_thread":
-                setattr(self, name, value)
+        self._runtime = None
 
     async def aclose(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.close()
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.engine.close()
+
+    @property
+    def engine(self) -> RequestEngine | None:
+        """The request engine once loaded (None before ``load()`` / the first call)."""
+        return None if self._runtime is None else self._runtime.engine
 
     def _engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -169,80 +200,77 @@ class RemoteModel(BaseModel):
             trust_env=self.trust_env,
         )
 
-    def _build_engine(self) -> RequestEngine:
+    def _build_runtime(self) -> RemoteRuntime:
         self._prepare()
         auth = self._auth_headers()
-        self._secrets = tuple(_secret_parts(auth.values()))
         headers = self._extra_headers()
+        post_auth = None
         if self._auth_per_request:
-            self._post_auth = auth or None
+            post_auth = auth or None
         else:
             headers.update(auth)
-        return RequestEngine(self._engine_config(), headers=headers)
+        engine = RequestEngine(self._engine_config(), headers=headers)
+        return RemoteRuntime(engine, tuple(_secret_parts(auth.values())), post_auth)
+
+    async def _aruntime(self) -> RemoteRuntime:
+        """The runtime, built on first use when ``load()`` was not called."""
+        runtime = self._runtime
+        if runtime is None:
+            built = await asyncio.to_thread(self._build_runtime)
+            runtime = self._runtime = self._runtime or built
+        return runtime
 
     async def _aengine(self) -> RequestEngine:
-        """The engine, built on first use when ``load()`` was not called. Called per request,
-        so the ready engine is read without pydantic's slower `__getattr__`."""
-        engine: RequestEngine | None = private_attr(self, "_engine")
-        if engine is None:
-            built = await asyncio.to_thread(self._build_engine)
-            engine = self._engine = self._engine or built
-        return engine
+        """The engine, built on first use when ``load()`` was not called."""
+        return (await self._aruntime()).engine
 
     @property
     def _request_auth(self) -> dict[str, str] | None:
         """Credentials to send with each POST when `_auth_per_request` is set (else None)."""
-        return self._post_auth
+        return None if self._runtime is None else self._runtime.post_auth
 
     def request_stats(self) -> dict[str, float | int] | None:
         """The engine's live counters: in flight, done, retried, failed, rate limited..."""
-        return None if self._engine is None else self._engine.stats.snapshot()
+        engine = self.engine
+        return None if engine is None else engine.stats.snapshot()
 
     # ----------------------------------------------------------------- requests
-
-    def _gate(self) -> asyncio.Semaphore:
-        """Admission of inputs on the running loop: at most ``max_concurrent_requests`` inputs
-        encode their images and send at a time. The engine's window bounds requests on the
-        wire; this bounds encoded payloads in memory, so that thousands of queued inputs do
-        not each hold a base64 copy of their images while they wait for a slot."""
-        loop = asyncio.get_running_loop()
-        gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None
-        gates = private_attr(self, "_gates")
-        if gates is None:
-            gates = self._gates = weakref.WeakKeyDictionary()
-        gate = gates.get(loop)
-        if gate is None:
-            gate = gates[loop] = asyncio.Semaphore(self.max_concurrent_requests)
-        return gate
 
     async def _post_json(
         self,
         engine: RequestEngine,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Payload,
         *,
         headers: Mapping[str, str] | None = None,
         tokens: int = 0,
     ) -> Any:
-        """`RequestEngine.post_json`, with a failure's error scrubbed of secrets."""
+        """`RequestEngine.post_json`, with a failure's error scrubbed of secrets (and a dead
+        server's error naming this model)."""
+        error: Exception
         try:
             return await engine.post_json(url, payload, headers=headers, tokens=tokens)
         except RequestError as exc:
             error = self._scrub(exc)
+        except ModelUnavailableError as exc:
+            error = self._unavailable(exc)
         raise error  # outside the handler: the unscrubbed error is not its __context__
 
     async def _post_bytes(
         self,
         engine: RequestEngine,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Payload,
         *,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, str]:
+        error: Exception
         try:
             return await engine.post_bytes(url, payload, headers=headers)
         except RequestError as exc:
             error = self._scrub(exc)
+        except ModelUnavailableError as exc:
+            error = self._unavailable(exc)
         raise error
 
     async def _get_bytes(
@@ -259,7 +287,7 @@ class RemoteModel(BaseModel):
     def scrub_text(self, text: str) -> str:
         """``text`` without this model's secrets, nor the start of one that a truncated error
         body cut (at least 8 characters of it)."""
-        for secret in self._secrets:
+        for secret in () if self._runtime is None else self._runtime.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
             for length in range(len(secret) - 1, 7, -1):
@@ -270,6 +298,13 @@ class RemoteModel(BaseModel):
 
     def describe_error(self, exc: BaseException) -> str:
         return self.scrub_text(super().describe_error(exc))
+
+    def _unavailable(self, exc: ModelUnavailableError) -> ModelUnavailableError:
+        """``exc`` naming this model, without secrets a server may have echoed."""
+        clean = self.scrub_text
+        return ModelUnavailableError(
+            clean(exc.cause), url=clean(exc.url), hint=exc.hint, model=self.model_name
+        )
 
     def _scrub(self, exc: RequestError) -> RequestError:
         """``exc`` with any secret removed (servers sometimes echo a bad key back)."""
@@ -287,14 +322,12 @@ class RemoteModel(BaseModel):
             method=exc.method,
             url=clean(exc.url),
             detail=clean(exc.detail),
+            kind=exc.kind,
         )
 
 
 _RUNTIME_DEFAULTS: dict[str, Any] = {
-    "_engine": None,
-    "_gates": None,
-    "_secrets": (),
-    "_post_auth": None,
+    "_runtime": None,
     "_loop_thread": None,  # the async bridge's background loop (see `AsyncBridge`)
 }
 
