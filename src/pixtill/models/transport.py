@@ -300,6 +300,25 @@ class RequestEngine:
         self.stats.done += 1
         return body, content_type
 
+    async def post_body(
+        self,
+        url: str,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, str]:
+        """POST a ready ``body`` (e.g. multipart form data) sent as ``content_type``; return the
+        raw body of the 2xx response and its media type. Same window, retries, fail-fast and
+        size cap as :meth:`post_json` (the body is resent unchanged on a retry)."""
+        hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
+        cfg = self.config
+        _, data, media = await self._send(
+            "POST", url, body, hdrs, cfg.timeout, cfg.max_response_bytes, 0, True
+        )
+        self.stats.done += 1
+        return data, media
+
     async def get_bytes(
         self, url: str, *, timeout: float | None = None, max_bytes: int | None = None
     ) -> bytes:
@@ -383,7 +402,7 @@ class RequestEngine:
         self,
         method: str,
         url: str,
-        payload: Payload | None,
+        payload: Payload | bytes | None,
         headers: Mapping[str, str],
         timeout: float,
         max_bytes: int,
@@ -414,9 +433,12 @@ class RequestEngine:
                 if self._unavailable is not None:
                     raise self._unavailable
                 if data is None and payload is not None:
-                    if callable(payload):
-                        payload = await payload()
-                    data = encode_json(payload)  # TypeError/ValueError: raised
+                    if isinstance(payload, bytes):  # a body the caller encoded (multipart)
+                        data = payload
+                    else:
+                        if callable(payload):
+                            payload = await payload()
+                        data = encode_json(payload)  # TypeError/ValueError: raised
                 started = clock.monotonic()
                 resp = await self.transport.send(
                     HttpRequest(method, url, headers, data, timeout, max_bytes)
