@@ -85,7 +85,7 @@ def test_a_real_limit_is_found_and_held() -> None:
     settled = history[100:]
     assert min(settled) >= int(0.8 * k)
     assert max(settled) <= int(1.4 * k)
-    assert refused / total < 0.10
+    assert refused / total < 0.15  # every request above K refused: the harshest case
 
 
 def test_one_burst_of_429s_decreases_once() -> None:
@@ -108,8 +108,8 @@ def test_increase_is_one_slot_per_window_of_successes() -> None:
     for _ in range(200):
         limit.record_success()
     assert 20 <= limit.value <= 30  # ~ +1 per window, not +1 per success
-    floor = limit_with(ManualClock(), minimum=3, maximum=100, min_sample=1)
-    for _ in range(50):
+    floor = limit_with(ManualClock(), minimum=3, maximum=100, min_sample=1, initial=10)
+    for _ in range(500):
         floor.record_rate_limited(floor.epoch)
     assert floor.value == 3  # the floor holds
 
@@ -117,13 +117,13 @@ def test_increase_is_one_slot_per_window_of_successes() -> None:
 def test_retry_after_pauses_then_cuts_only_if_the_pause_did_not_help() -> None:
     clock = ManualClock()
     limit = limit_with(clock, maximum=40, min_sample=8)
-    for _ in range(8):
+    for _ in range(40):  # a whole window refused
         limit.record_rate_limited(limit.epoch, retry_after=5.0)
     assert limit.value == 40  # a pause, not a cut
     assert limit.paused_for() == pytest.approx(5.0)
     clock.advance(5.0)
     assert limit.paused_for() == 0.0
-    for _ in range(8):  # still refused right after the pause: a concurrency limit
+    for _ in range(40):  # still refused right after the pause: a concurrency limit
         limit.record_rate_limited(limit.epoch, retry_after=5.0)
     assert limit.value == 20
     assert limit.paused_for() == pytest.approx(5.0)
@@ -131,7 +131,7 @@ def test_retry_after_pauses_then_cuts_only_if_the_pause_did_not_help() -> None:
     for _ in range(40):  # it worked: the next real limit pauses first again
         limit.record_success()
     epoch = limit.epoch
-    for _ in range(16):
+    for _ in range(40):
         limit.record_rate_limited(epoch, retry_after=1.0)
     assert limit.value >= 20
     assert limit.paused_for() == pytest.approx(1.0)
@@ -261,7 +261,7 @@ def test_pause_holds_back_new_starts() -> None:
     """A real limit with Retry-After: 2 s pauses every new start for 2 s of (manual) time."""
     clock = ManualClock()
     starts: list[float] = []
-    state = {"refuse": 10}
+    state = {"refuse": 20}
 
     def handler(request: HttpRequest) -> HttpResponse:
         starts.append(clock.now)
@@ -277,5 +277,30 @@ def test_pause_holds_back_new_starts() -> None:
 
     run(main())
     assert engine.limit.value == 20  # paused, not cut
+    assert engine.limit.epoch == 1  # one pause (a new epoch), no cut
     retried = starts[20:]
     assert retried and min(retried) >= 2.0
+
+
+def test_once_builds_once_and_retries_a_failed_build() -> None:
+    from pixtill.models.remote import once
+
+    calls: list[int] = []
+
+    async def build() -> int:
+        calls.append(1)
+        await asyncio.sleep(0)
+        if len(calls) == 1:
+            raise ValueError("first build fails")
+        return len(calls)
+
+    async def main() -> list[Any]:
+        get = once(build)
+        first = await asyncio.gather(get(), return_exceptions=True)
+        rest = await asyncio.gather(get(), get(), get())
+        return [*first, *rest]
+
+    result = run(main())
+    assert isinstance(result[0], ValueError)
+    assert result[1:] == [2, 2, 2]
+    assert len(calls) == 2

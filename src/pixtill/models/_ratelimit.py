@@ -36,13 +36,14 @@ class AdaptiveLimit:
     * every response of an attempt (success, error, 429) is counted in the current *epoch*
       (the responses since the last decrease); the counts slide over about two windows
       (``max(value, min_sample)`` responses each), so the 429 *share* describes the recent past;
-    * a 429 lowers the limit only when that share is at least ``threshold`` over at least
-      ``min_sample`` responses, i.e. when the limit is real. Random 429s (a few percent) never
+    * a 429 lowers the limit only when that share is at least ``threshold`` over at least a
+      window of responses (``max(value, min_sample)``), i.e. when the limit is real. Random 429s (a few percent) never
       reach it; a real ceiling K does as soon as the window is ~15 % above K;
     * a decrease happens at most once per epoch: attempts that started before the latest
       decrease are not counted, so one burst of 429s lowers the limit once. The new value is
-      ``value * max(decrease, 1 - share)`` (never below ``minimum``): with a real capacity K
-      the successes in flight estimate K, so one step lands near it instead of halving blindly;
+      ``value * max(decrease, 1 - share / 2)`` (never below ``minimum``): a cut that follows
+      how far above the limit the window is, instead of halving blindly (the half: 429s are
+      answered at once, so they are over-represented among recent responses);
     * a real limit whose 429s carry ``Retry-After`` first becomes a *pause* of new starts
       (`paused_for`) without a cut; only when the limit is still real in the window after the
       pause (a concurrency limit, not a time limit) is the value cut as well;
@@ -150,8 +151,8 @@ class AdaptiveLimit:
         ``Retry-After`` in seconds, if any. Return True when the limit was lowered."""
         if not self._count(epoch, True):
             return False
-        if self._responses < self.min_sample or self.share < self.threshold:
-            return False  # random 429s: the request retries, the window stays
+        if self._responses < max(self.min_sample, int(self._value)) or self.share < self.threshold:
+            return False  # too early to tell, or random 429s: the request retries
         if retry_after is not None and not self._pause_tried:
             self._pause(retry_after)
             self._pause_tried = True
@@ -159,7 +160,7 @@ class AdaptiveLimit:
             return False
         if retry_after is not None:
             self._pause(retry_after)
-        factor = max(self.decrease, 1.0 - self.share)
+        factor = max(self.decrease, 1.0 - self.share / 2)
         new = max(float(self.minimum), math.floor(self._value * factor))
         self._new_epoch()
         if new >= self._value:

@@ -66,15 +66,25 @@ T = TypeVar("T")
 
 def once(build: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
     """A coroutine function that runs ``build`` on its first call and then returns that result
-    (concurrent callers share one run): a payload built for a request's first attempt serves
-    its fan-out and retries too."""
-    task: asyncio.Future[T] | None = None
+    (concurrent callers wait for the running build): a payload built for a request's first
+    attempt serves its fan-out and retries too. A failed or cancelled build is not kept: the
+    next caller builds again (and sees its own error)."""
+    done: list[T] = []
+    running: list[asyncio.Future[None]] = []
 
     async def get() -> T:
-        nonlocal task
-        if task is None:
-            task = asyncio.ensure_future(build())
-        return await asyncio.shield(task)
+        while not done:
+            if running:  # another caller is building: wait for it, then look again
+                await asyncio.wait(running)
+                continue
+            signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            running.append(signal)
+            try:
+                done.append(await build())
+            finally:
+                running.clear()
+                signal.set_result(None)
+        return done[0]
 
     return get
 
