@@ -117,14 +117,16 @@ def test_increase_is_one_slot_per_window_of_successes() -> None:
 def test_retry_after_pauses_then_cuts_only_if_the_pause_did_not_help() -> None:
     clock = ManualClock()
     limit = limit_with(clock, maximum=40, min_sample=8)
+    epoch = limit.epoch
     for _ in range(40):  # a whole window refused
-        limit.record_rate_limited(limit.epoch, retry_after=5.0)
+        limit.record_rate_limited(epoch, retry_after=5.0)
     assert limit.value == 40  # a pause, not a cut
     assert limit.paused_for() == pytest.approx(5.0)
     clock.advance(5.0)
     assert limit.paused_for() == 0.0
+    epoch = limit.epoch
     for _ in range(40):  # still refused right after the pause: a concurrency limit
-        limit.record_rate_limited(limit.epoch, retry_after=5.0)
+        limit.record_rate_limited(epoch, retry_after=5.0)
     assert limit.value == 20
     assert limit.paused_for() == pytest.approx(5.0)
     clock.advance(5.0)
@@ -261,7 +263,7 @@ def test_pause_holds_back_new_starts() -> None:
     """A real limit with Retry-After: 2 s pauses every new start for 2 s of (manual) time."""
     clock = ManualClock()
     starts: list[float] = []
-    state = {"refuse": 20}
+    state = {"refuse": 10}  # half the window: a real limit
 
     def handler(request: HttpRequest) -> HttpResponse:
         starts.append(clock.now)

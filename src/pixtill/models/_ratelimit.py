@@ -37,7 +37,7 @@ class AdaptiveLimit:
       (the responses since the last decrease); the counts slide over about two windows
       (``max(value, min_sample)`` responses each), so the 429 *share* describes the recent past;
     * a 429 lowers the limit only when that share is at least ``threshold`` over at least a
-      window of responses (``max(value, min_sample)``), i.e. when the limit is real. Random 429s (a few percent) never
+      half window of responses (``max(value / 2, min_sample)``), i.e. when the limit is real. Random 429s (a few percent) never
       reach it; a real ceiling K does as soon as the window is ~15 % above K;
     * a decrease happens at most once per epoch: attempts that started before the latest
       decrease are not counted, so one burst of 429s lowers the limit once. The new value is
@@ -151,7 +151,7 @@ class AdaptiveLimit:
         ``Retry-After`` in seconds, if any. Return True when the limit was lowered."""
         if not self._count(epoch, True):
             return False
-        if self._responses < max(self.min_sample, int(self._value)) or self.share < self.threshold:
+        if self._responses < max(self.min_sample, self._value / 2) or self.share < self.threshold:
             return False  # too early to tell, or random 429s: the request retries
         if retry_after is not None and not self._pause_tried:
             self._pause(retry_after)

@@ -422,6 +422,7 @@ class RequestEngine:
         max_attempts = cfg.max_retries + 1
         data: bytes | None = None
         attempt = timeouts = 0
+        limited_in = -1  # the epoch in which this request's 429s were last counted
         while True:
             attempt += 1
             if self._paced:
@@ -463,8 +464,12 @@ class RequestEngine:
 
             if failure.kind is ErrorKind.RATE_LIMITED:
                 stats.rate_limited += 1
-                if limit.record_rate_limited(epoch, failure.retry_after):
-                    stats.concurrency_limit = limit.value
+                # One vote per request and epoch: a 429 comes back at once, so a request that
+                # is refused again and again would otherwise outvote the slow successes.
+                if epoch != limited_in:
+                    limited_in = epoch
+                    if limit.record_rate_limited(epoch, failure.retry_after):
+                        stats.concurrency_limit = limit.value
             else:
                 limit.record_response(epoch)
             if model_request and not self._healthy:
