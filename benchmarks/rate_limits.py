@@ -283,7 +283,9 @@ def scenario_random(base: str, latency: float) -> None:
         base, rows, c, {"latency": latency, "p429": 0.05, "p500": 0.05}
     )
     drop = 1 - clean / noisy
-    print(f"random: {rows} rows, C={c}, {latency * 1000:.0f} ms, 5 % 429 (Retry-After: 1) + 5 % 500")
+    print(
+        f"random: {rows} rows, C={c}, {latency * 1000:.0f} ms, 5 % 429 (Retry-After: 1) + 5 % 500"
+    )
     print(f"  without errors: {clean:6.2f} s  {rows / clean:7.1f} rows/s")
     print(f"  with errors:    {noisy:6.2f} s  {rows / noisy:7.1f} rows/s")
     print(f"  throughput drop: {drop * 100:.1f} %  (target <= 25 %)")
@@ -302,12 +304,18 @@ def scenario_capacity(base: str, latency: float) -> None:
     refused = sum(b["429"] for b in late)
     answered = refused + sum(b["ok"] for b in late)
     print(f"capacity: {rows} rows, C={c}, {latency * 1000:.0f} ms, 429 above K={k} in flight")
-    print(f"  {elapsed:6.2f} s  {rows / elapsed:7.1f} rows/s = {rows / elapsed / ideal * 100:.1f} %"
-          f" of K/latency = {ideal:.0f} rows/s  (target >= 85 %)")
-    print(f"  reference, C=K without a limit: {rows / reference:7.1f} rows/s; the limited run"
-          f" reaches {reference / elapsed * 100:.1f} % of it (the client's own ceiling here)")
-    print(f"  429 share after the first 3 s: {refused / max(1, answered) * 100:.1f} %"
-          "  (target < 10 %)")
+    print(
+        f"  {elapsed:6.2f} s  {rows / elapsed:7.1f} rows/s = {rows / elapsed / ideal * 100:.1f} %"
+        f" of K/latency = {ideal:.0f} rows/s  (target >= 85 %)"
+    )
+    print(
+        f"  reference, C=K without a limit: {rows / reference:7.1f} rows/s; the limited run"
+        f" reaches {reference / elapsed * 100:.1f} % of it (the client's own ceiling here)"
+    )
+    print(
+        f"  429 share after the first 3 s: {refused / max(1, answered) * 100:.1f} %"
+        "  (target < 10 %)"
+    )
     print_timeline(sampler, timeline, int(elapsed))
 
 
@@ -330,10 +338,14 @@ def scenario_storm(base: str, latency: float) -> None:
     before = sum(ok.get(s, 0) for s in (1, 2)) / 2
     end = int(start + length)
     back = next((s - end for s in range(end, end + 30) if ok.get(s, 0) >= 0.9 * before), None)
-    print(f"storm: {rows} rows, C={c}, {latency * 1000:.0f} ms, every request 429 with"
-          f" Retry-After: 5 from {start:.0f} s to {start + length:.0f} s")
-    print(f"  before the storm: {before:.0f} rows/s; back to >= 90 % of it "
-          f"{'never' if back is None else f'{back} s'} after the storm ended  (target <= 10 s)")
+    print(
+        f"storm: {rows} rows, C={c}, {latency * 1000:.0f} ms, every request 429 with"
+        f" Retry-After: 5 from {start:.0f} s to {start + length:.0f} s"
+    )
+    print(
+        f"  before the storm: {before:.0f} rows/s; back to >= 90 % of it "
+        f"{'never' if back is None else f'{back} s'} after the storm ended  (target <= 10 s)"
+    )
     print_timeline(sampler, timeline, int(elapsed))
 
 
@@ -345,8 +357,10 @@ def scenario_errors(base: str, latency: float) -> None:
     elapsed, _, sampler, timeline = run_pixtill(base, rows, c, settings)
     print(f"errors: {rows} rows, C={c}, {latency * 1000:.0f} ms, 5 % 500s, no 429")
     print(f"  bare loop: {bare:6.2f} s  {rows / bare:7.1f} rows/s")
-    print(f"  pixtill:   {elapsed:6.2f} s  {rows / elapsed:7.1f} rows/s = {bare / elapsed:.2f}x"
-          "  (target >= 0.9x)")
+    print(
+        f"  pixtill:   {elapsed:6.2f} s  {rows / elapsed:7.1f} rows/s = {bare / elapsed:.2f}x"
+        "  (target >= 0.9x)"
+    )
     print_timeline(sampler, timeline, int(elapsed))
 
 

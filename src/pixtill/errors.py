@@ -83,7 +83,9 @@ class ModelUnavailableError(PixtillError):
             text += f"; {self.hint}"
         return locate(text, step=self.step)
 
-    def located(self, *, model: str | None = None, step: str | None = None) -> ModelUnavailableError:
+    def located(
+        self, *, model: str | None = None, step: str | None = None
+    ) -> ModelUnavailableError:
         """The same error with the model and/or step named (kept when already set)."""
         return ModelUnavailableError(
             self.cause,

@@ -210,6 +210,7 @@ def test_dead_or_misconfigured_server_fails_fast(answer: Any, needle: str) -> No
 
 def test_every_first_attempt_failing_is_systemic() -> None:
     engine, transport, _ = engine_with(lambda r: HttpResponse(500, b"boom"), fail_fast_attempts=5)
+
     async def main() -> None:
         await asyncio.gather(*(engine.post_json("http://x/v1/c", {}) for _ in range(3)))
 

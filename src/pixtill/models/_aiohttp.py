@@ -38,8 +38,9 @@ _NON_RETRYABLE_CLIENT_ERRORS: tuple[type[BaseException], ...] = tuple(
     for name in ("InvalidURL", "ClientSSLError", "TooManyRedirects", "NonHttpUrlClientError")
     if hasattr(aiohttp, name)
 )
-_DNS_ERRORS: tuple[type[BaseException], ...] = (socket.gaierror,) + tuple(
-    getattr(aiohttp, name) for name in ("ClientConnectorDNSError",) if hasattr(aiohttp, name)
+_DNS_ERRORS: tuple[type[BaseException], ...] = (
+    socket.gaierror,
+    *(getattr(aiohttp, name) for name in ("ClientConnectorDNSError",) if hasattr(aiohttp, name)),
 )
 
 

@@ -36,9 +36,10 @@ class AdaptiveLimit:
     * every response of an attempt (success, error, 429) is counted in the current *epoch*
       (the responses since the last decrease); the counts slide over about two windows
       (``max(value, min_sample)`` responses each), so the 429 *share* describes the recent past;
-    * a 429 lowers the limit only when that share is at least ``threshold`` over at least a
-      half window of responses (``max(value / 2, min_sample)``), i.e. when the limit is real. Random 429s (a few percent) never
-      reach it; a real ceiling K does as soon as the window is ~15 % above K;
+    * a 429 lowers the limit only when that share is at least ``threshold`` over at least half
+      a window of responses (``max(value / 2, min_sample)``), i.e. when the limit is real.
+      Random 429s (a few percent) never reach it; a real ceiling K does as soon as the window
+      is ~15 % above K. Each request votes once per epoch (see `RequestEngine`);
     * a decrease happens at most once per epoch: attempts that started before the latest
       decrease are not counted, so one burst of 429s lowers the limit once. The new value is
       ``value * max(decrease, 1 - share / 2)`` (never below ``minimum``): a cut that follows
@@ -132,9 +133,12 @@ class AdaptiveLimit:
         """Count one success of an attempt started in ``epoch`` (default: the current one);
         return True when the integer limit was raised."""
         self._count(self.epoch if epoch is None else epoch, False)
-        if self._pause_tried and self._responses >= self.min_sample:
-            if self.share < self.threshold / 4:
-                self._pause_tried = False  # the pause worked: the next real limit pauses again
+        if (
+            self._pause_tried
+            and self._responses >= self.min_sample
+            and self.share < self.threshold / 4
+        ):
+            self._pause_tried = False  # the pause worked: the next real limit pauses again
         if self._value >= self.maximum:
             return False
         before = int(self._value)

@@ -133,9 +133,11 @@ def test_headers_and_translated_kwargs(fake: FakeProviders, url: str) -> None:
 
 
 def test_wrong_key_is_refused(url: str) -> None:
-    with loaded(task_for(url, api_key="sk-ant-wrong")) as task:
-        with pytest.raises(ModelUnavailableError) as info:  # every row would fail alike
-            next(task.process([{"instruction": "x", "image": b64(image_bytes())}]))
+    with (
+        loaded(task_for(url, api_key="sk-ant-wrong")) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # every row would fail alike
+        next(task.process([{"instruction": "x", "image": b64(image_bytes())}]))
     assert "HTTP 401" in str(info.value) and "check the API key" in str(info.value)
     assert "sk-ant-wrong" not in str(info.value)
 
@@ -188,9 +190,11 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
 
 
 def test_connection_refused() -> None:
-    with loaded(task_for(f"http://127.0.0.1:{free_port()}", max_retries=1)) as task:
-        with pytest.raises(ModelUnavailableError, match="connection refused"):
-            next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
+    with (
+        loaded(task_for(f"http://127.0.0.1:{free_port()}", max_retries=1)) as task,
+        pytest.raises(ModelUnavailableError, match="connection refused"),
+    ):
+        next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
 
 
 def test_batch_isolation(fake: FakeProviders, url: str) -> None:

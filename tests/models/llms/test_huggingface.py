@@ -262,9 +262,11 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
 
 def test_connection_refused() -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    with loaded(task_for(base, max_retries=0)) as task:
-        with pytest.raises(ModelUnavailableError, match="connection refused"):
-            next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
+    with (
+        loaded(task_for(base, max_retries=0)) as task,
+        pytest.raises(ModelUnavailableError, match="connection refused"),
+    ):
+        next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
 
 
 def test_batch_isolation(fake: FakeProviders, url: str) -> None:

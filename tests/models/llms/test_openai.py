@@ -294,9 +294,11 @@ def test_response_without_choices_is_a_clear_error(url: str) -> None:
 def test_connection_refused() -> None:
     base = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
-    with loaded(vision(base, max_retries=6)) as task:
-        with pytest.raises(ModelUnavailableError) as info:  # the step stops: nothing to retry
-            next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}] * 20))
+    with (
+        loaded(vision(base, max_retries=6)) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # the step stops: nothing to retry
+        next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}] * 20))
     assert time.monotonic() - start < 5
     assert str(info.value) == (
         f"step 'vision': model 'gpt-4o-mini' at {base}/v1/chat/completions is unavailable: "
@@ -306,9 +308,11 @@ def test_connection_refused() -> None:
 
 
 def test_wrong_path_is_named_with_a_hint(url: str) -> None:
-    with loaded(vision(url, base_url=url)) as task:  # base_url without /v1
-        with pytest.raises(ModelUnavailableError) as info:
-            next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}]))
+    with (
+        loaded(vision(url, base_url=url)) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # base_url without /v1
+        next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}]))
     message = str(info.value)
     assert "HTTP 404" in message and "need /v1 in base_url" in message
 

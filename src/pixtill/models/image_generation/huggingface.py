@@ -7,18 +7,13 @@ import json
 from typing import Any
 
 from pixtill.images import ImageError, ImageRef
+from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
-from pixtill.models.remote import (
-    HF_ROUTER_URL,
-    HuggingFaceLocation,
-    InvalidResponseError,
-    excerpt,
-    merged_params,
-)
+from pixtill.models.remote import InvalidResponseError, excerpt, merged_params
 from pixtill.models.transport import RequestEngine
 
 __all__ = ["InferenceEndpointsImageGeneration"]

@@ -210,13 +210,13 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
 
         if n > 1 and self.native_n and not self._n_unsupported:
             try:
-                body = await self._post_json(
-                    engine, url, _with(payload, n=n), tokens=tokens_n
-                )
+                body = await self._post_json(engine, url, _with(payload, n=n), tokens=tokens_n)
             except RequestError as exc:
                 if exc.status not in _N_REJECTED:
                     raise
-                choices = await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"))
+                choices = await self._fan_out(
+                    engine, url, payload, n, 0, tokens, params.get("seed")
+                )
                 self._n_unsupported = True  # the single requests worked: n was the problem
                 return generate_output(choices)
             choices = self._parse(body)[:n]
@@ -227,7 +227,9 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                 self._n_unsupported = True
                 choices += more
             return generate_output(choices)
-        return generate_output(await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed")))
+        return generate_output(
+            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"))
+        )
 
     async def _fan_out(
         self,

@@ -20,13 +20,13 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from pixtill.images import ImageRef, coerce_image
-from pixtill.models.structured import StructuredOutputNotSupportedError
 from pixtill.models.llms.base import (
     LLM,
     FormattedInput,
     GenerateOutput,
     failed_generate_output,
 )
+from pixtill.models.structured import StructuredOutputNotSupportedError
 
 __all__ = [
     "TransformersLLM",
