@@ -307,3 +307,24 @@ def test_once_builds_once_and_retries_a_failed_build() -> None:
     assert isinstance(result[0], ValueError)
     assert result[1:] == [2, 2, 2]
     assert len(calls) == 2
+
+
+def test_requests_per_minute_paces_on_the_injected_clock() -> None:
+    engine, transport, clock = engine_with(lambda r: OK, requests_per_minute=600)  # 10 / s
+
+    async def main() -> None:
+        await asyncio.gather(*(engine.post_json("http://x/v1/c", {}) for _ in range(20)))
+
+    run(main())
+    assert len(transport.requests) == 20
+    assert 1.7 <= clock.now <= 2.1  # 19 requests after the first at 10 per second
+
+
+def test_tokens_per_minute_paces_on_the_injected_clock() -> None:
+    engine, _, clock = engine_with(lambda r: OK, tokens_per_minute=60_000)  # 1000 / s
+
+    async def main() -> None:
+        await asyncio.gather(*(engine.post_json("http://x/v1/c", {}, tokens=500) for _ in range(3)))
+
+    run(main())
+    assert 0.9 <= clock.now <= 1.6

@@ -342,32 +342,6 @@ def test_connection_refused_is_a_dead_server(caplog: pytest.LogCaptureFixture) -
 # ------------------------------------------------------------------ pacing
 
 
-def test_requests_per_minute(backend: Backend, base_url: str) -> None:
-    engine = RequestEngine(fast_config(requests_per_minute=600))  # 10 per second
-
-    async def main() -> None:
-        await asyncio.gather(*(engine.post_json(f"{base_url}/echo", {"id": i}) for i in range(20)))
-
-    start = time.monotonic()
-    run(using(engine, main()))
-    elapsed = time.monotonic() - start
-    assert 1.5 <= elapsed < 6
-    assert backend.total == 20
-
-
-def test_tokens_per_minute(base_url: str) -> None:
-    engine = RequestEngine(fast_config(tokens_per_minute=60_000))  # 1000 tokens per second
-
-    async def main() -> None:
-        await asyncio.gather(
-            *(engine.post_json(f"{base_url}/echo", {"id": i}, tokens=500) for i in range(3))
-        )
-
-    start = time.monotonic()
-    run(using(engine, main()))
-    assert 0.9 <= time.monotonic() - start < 5
-
-
 def test_token_bucket_reservations() -> None:
     bucket = TokenBucket(10.0, 1.0)
     waits = [bucket.reserve() for _ in range(5)]

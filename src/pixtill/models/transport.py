@@ -132,10 +132,10 @@ class RequestEngine:
             min_sample=cfg.aimd_min_sample,
             clock=self.clock.monotonic,
         )
-        self._rpm = (
-            TokenBucket.per_minute(cfg.requests_per_minute) if cfg.requests_per_minute else None
-        )
-        self._tpm = TokenBucket.per_minute(cfg.tokens_per_minute) if cfg.tokens_per_minute else None
+        now = self.clock.monotonic
+        rpm, tpm = cfg.requests_per_minute, cfg.tokens_per_minute
+        self._rpm = TokenBucket.per_minute(rpm, clock=now) if rpm else None
+        self._tpm = TokenBucket.per_minute(tpm, clock=now) if tpm else None
         self._paced = self._rpm is not None or self._tpm is not None
         self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
         self._healthy = False  # a model request has succeeded
