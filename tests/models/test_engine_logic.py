@@ -328,3 +328,16 @@ def test_tokens_per_minute_paces_on_the_injected_clock() -> None:
 
     run(main())
     assert 0.9 <= clock.now <= 1.6
+
+
+def test_a_refused_key_echoed_back_is_scrubbed_by_the_engine() -> None:
+    key = "sk-live-0123456789abcdef"
+    echo = HttpResponse(401, f'{{"error": "bad key {key[:15]}... / Bearer {key}"}}'.encode())
+    transport = MockTransport(lambda r: echo)
+    engine = RequestEngine(
+        EngineConfig(), headers={"Authorization": f"Bearer {key}"}, transport=transport
+    )
+    with pytest.raises(ModelUnavailableError) as info:
+        run(engine.post_json("http://x/v1/c", {}))
+    assert key[:10] not in str(info.value)
+    assert "bad key ***" in str(info.value)

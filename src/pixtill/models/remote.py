@@ -29,7 +29,13 @@ from typing_extensions import Self
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models.base import BaseModel
-from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
+from pixtill.models.transport import (
+    EngineConfig,
+    Payload,
+    RequestEngine,
+    RequestError,
+    scrub_secrets,
+)
 
 __all__ = [
     "InvalidResponseError",
@@ -291,14 +297,7 @@ class RemoteModel(BaseModel):
     def scrub_text(self, text: str) -> str:
         """``text`` without this model's secrets, nor the start of one that a truncated error
         body cut (at least 8 characters of it)."""
-        for secret in () if self._runtime is None else self._runtime.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-            for length in range(len(secret) - 1, 7, -1):
-                if secret[:length] in text:
-                    text = text.replace(secret[:length], "***")
-                    break
-        return text
+        return scrub_secrets(text, () if self._runtime is None else self._runtime.secrets)
 
     def describe_error(self, exc: BaseException) -> str:
         return self.scrub_text(super().describe_error(exc))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -377,7 +377,7 @@ class RequestEngine:
             else:
                 limit.record_response(epoch)
             if model_request and not self._healthy:
-                self._check_systemic(failure, url)
+                self._check_systemic(failure, url, headers)
             if failure.kind is ErrorKind.TIMEOUT:
                 timeouts += 1
             if (
@@ -410,7 +410,7 @@ class RequestEngine:
                 stats.failed += 1
                 raise self._unavailable
 
-    def _check_systemic(self, failure: _Failure, url: str) -> None:
+    def _check_systemic(self, failure: _Failure, url: str, headers: Mapping[str, str]) -> None:
         """Before any success: raise `ModelUnavailableError` when ``failure`` says the server
         is dead or misconfigured (see the module docstring)."""
         status = failure.status
@@ -434,8 +434,8 @@ class RequestEngine:
         else:
             return
         tail = failure.body or failure.detail
-        if tail and status is not None:
-            cause += f": {tail[:200]}"
+        if tail and status is not None:  # servers echo a refused key back: never show it
+            cause += f": {scrub_secrets(tail, _secret_values(headers))[:200]}"
         error = ModelUnavailableError(cause, url=_safe_url(url), hint=hint)
         if self._unavailable is None:
             self._unavailable = error
@@ -457,7 +457,7 @@ class RequestEngine:
         raise RequestError(
             failure.reason,
             status=failure.status,
-            body=failure.body,
+            body=failure.body,  # callers scrub it (`RemoteModel` knows every secret)
             attempts=attempts,
             retryable=failure.retryable,
             method=method,
@@ -468,6 +468,34 @@ class RequestEngine:
 
 
 # --------------------------------------------------------------------- helpers
+
+
+_SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie")
+
+
+def _secret_values(headers: Mapping[str, str]) -> list[str]:
+    """Credential values among ``headers`` (``Bearer <key>``: the key too)."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS):
+            found.append(value)
+            token = value.partition(" ")[2]
+            if token:
+                found.append(token)
+    return [v for v in found if len(v) >= 8]
+
+
+def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret, or the start of one that a truncated body cut (8 characters
+    or more), replaced by ``***``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+        for length in range(len(secret) - 1, 7, -1):
+            if secret[:length] in text:
+                text = text.replace(secret[:length], "***")
+                break
+    return text
 
 
 def _excerpt(raw: bytes | bytearray | str) -> str:
