@@ -450,7 +450,7 @@ class Task(_Task):
         if not isinstance(llm, AsyncLLM):
             return await super().agenerate_results(formatted)
         try:
-            output = await llm.agenerate(
+            output = await llm.agenerate_n(
                 formatted, num_generations=self.num_generations, **self._call_kwargs()
             )
         except ModelUnavailableError as exc:  # the run's problem, not the row's
