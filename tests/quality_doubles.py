@@ -1,0 +1,75 @@
+"""Test doubles for the quality steps: a judge model that honours ``structured_output=``.
+
+`RubricJudgeLLM` decodes the image it is sent and scores it by brightness (a bright image gets
+the top score, a dark one the lowest), answering with JSON that fits the schema it was given,
+exactly as a backend with constrained decoding would; ``reply`` replaces that answer to test
+replies that do not fit.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image, ImageStat
+from pydantic import PrivateAttr
+
+from pixtill.models.llms._wire import _image_of
+from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
+from pixtill.utils.fast_json import dumps
+
+
+def png(colour: tuple[int, int, int] | str, size: tuple[int, int] = (16, 16)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def brightness_score(image: Image.Image, low: int, high: int) -> int:
+    mean = sum(ImageStat.Stat(image.convert("RGB")).mean) / 3  # 0..255
+    return low + round((high - low) * mean / 255)
+
+
+class RubricJudgeLLM(AsyncLLM):
+    model_id: str = "test/judge"
+    reply: str | None = None  # a fixed reply instead of a verdict
+    bad_when: str | None = None  # answer off-scale when the prompt contains this
+
+    _schemas: list[Any] = PrivateAttr(default_factory=list)
+    _calls: int = PrivateAttr(default=0)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    @property
+    def schemas(self) -> list[Any]:
+        return self._schemas
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    async def agenerate(
+        self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
+    ) -> GenerateOutput:
+        self._calls += 1
+        schema = kwargs.get("structured_output")
+        self._schemas.append(schema)
+        if self.reply is not None:
+            return {"generations": [self.reply] * num_generations}
+        assert isinstance(schema, dict), "the judge must ask for structured output"
+        parts = input[-1]["content"]
+        text = " ".join(p["text"] for p in parts if p.get("type") == "text")
+        image = _image_of(next(p for p in parts if p.get("type") != "text"))
+        assert image is not None
+        verdict: dict[str, Any] = {}
+        for name, prop in schema["properties"].items():
+            if prop["type"] == "integer":
+                low, high = prop["minimum"], prop["maximum"]
+                score = brightness_score(image.to_pil(), low, high)
+                if self.bad_when and self.bad_when in text:
+                    score = high + 5
+                verdict[name] = score
+        verdict["rationale"] = "bright" if verdict and max(verdict.values()) > 3 else "dark"
+        return {"generations": [dumps(verdict).decode()] * num_generations}
