@@ -40,7 +40,10 @@ def test_weighted_overall_score() -> None:
     rubric = Rubric(
         name="r",
         instructions="rate",
-        criteria=[Criterion(name="a", description="a", weight=3), Criterion(name="b", description="b")],
+        criteria=[
+            Criterion(name="a", description="a", weight=3),
+            Criterion(name="b", description="b"),
+        ],
     )
     assert rubric.overall({"a": 5, "b": 1}) == 4.0
 
@@ -120,7 +123,12 @@ def test_rubrics_from_names_dicts_and_errors() -> None:
     with pytest.raises(ValueError, match="other than 'rationale'"):
         Criterion(name="rationale", description="x")
     with pytest.raises(ValueError, match="scale must go from low to high"):
-        Rubric(name="r", instructions="i", criteria=[Criterion(name="a", description="a")], scale=(5, 1))
+        Rubric(
+            name="r",
+            instructions="i",
+            criteria=[Criterion(name="a", description="a")],
+            scale=(5, 1),
+        )
 
 
 def test_a_template_column_missing_from_the_rubric_is_refused_at_load() -> None:

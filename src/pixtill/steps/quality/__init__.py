@@ -1,5 +1,8 @@
 """Steps that decide what to keep: judge, score, deduplicate, filter, regenerate, read text."""
 
+from pixtill.steps.quality.conditions import Condition, ConditionError
+from pixtill.steps.quality.dedup import ImageDeduplication
+from pixtill.steps.quality.filter import FilterRows, SelectRows
 from pixtill.steps.quality.judge import VisionJudge
 from pixtill.steps.quality.rubrics import (
     DEFAULT_RUBRICS,
@@ -11,8 +14,13 @@ from pixtill.steps.quality.rubrics import (
 
 __all__ = [
     "DEFAULT_RUBRICS",
+    "Condition",
+    "ConditionError",
     "Criterion",
+    "FilterRows",
+    "ImageDeduplication",
     "Rubric",
+    "SelectRows",
     "VisionJudge",
     "resolve_rubric",
     "verdict_schema",

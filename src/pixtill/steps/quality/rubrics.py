@@ -75,7 +75,11 @@ class Rubric(BaseModel):
     def describe(self) -> str:
         """The rubric as text for the judge: instructions, criteria, scale and answer shape."""
         low, high = self.scale
-        lines = [self.instructions, "", f"Score each criterion from {low} (worst) to {high} (best):"]
+        lines = [
+            self.instructions,
+            "",
+            f"Score each criterion from {low} (worst) to {high} (best):",
+        ]
         lines += [f"- {c.name}: {c.description}" for c in self.criteria]
         shape = ", ".join(f'"{c.name}": <{low}-{high}>' for c in self.criteria)
         lines += [
