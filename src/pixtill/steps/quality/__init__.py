@@ -1,5 +1,6 @@
 """Steps that decide what to keep: judge, score, deduplicate, filter, regenerate, read text."""
 
+from pixtill.steps.quality.clip_score import CLIPScore
 from pixtill.steps.quality.conditions import Condition, ConditionError
 from pixtill.steps.quality.dedup import ImageDeduplication
 from pixtill.steps.quality.filter import FilterRows, SelectRows
@@ -14,6 +15,7 @@ from pixtill.steps.quality.rubrics import (
 
 __all__ = [
     "DEFAULT_RUBRICS",
+    "CLIPScore",
     "Condition",
     "ConditionError",
     "Criterion",
