@@ -5,6 +5,7 @@ from pixtill.steps.quality.conditions import Condition, ConditionError
 from pixtill.steps.quality.dedup import ImageDeduplication
 from pixtill.steps.quality.filter import FilterRows, SelectRows
 from pixtill.steps.quality.judge import VisionJudge
+from pixtill.steps.quality.ocr import OCR, quoted_text, text_fidelity
 from pixtill.steps.quality.rubrics import (
     DEFAULT_RUBRICS,
     Criterion,
@@ -15,6 +16,7 @@ from pixtill.steps.quality.rubrics import (
 
 __all__ = [
     "DEFAULT_RUBRICS",
+    "OCR",
     "CLIPScore",
     "Condition",
     "ConditionError",
@@ -24,6 +26,8 @@ __all__ = [
     "Rubric",
     "SelectRows",
     "VisionJudge",
+    "quoted_text",
     "resolve_rubric",
+    "text_fidelity",
     "verdict_schema",
 ]
