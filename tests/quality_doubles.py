@@ -8,12 +8,17 @@ replies that do not fit.
 
 from __future__ import annotations
 
+import base64
 import io
 from typing import Any
 
 from PIL import Image, ImageStat
 from pydantic import PrivateAttr
 
+from pixtill.models.image_generation.base import (
+    AsyncImageGenerationModel,
+    ImageGenerationOutput,
+)
 from pixtill.models.llms._wire import _image_of
 from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
 from pixtill.utils.fast_json import dumps
@@ -73,3 +78,30 @@ class RubricJudgeLLM(AsyncLLM):
                 verdict[name] = score
         verdict["rationale"] = "bright" if verdict and max(verdict.values()) > 3 else "dark"
         return {"generations": [dumps(verdict).decode()] * num_generations}
+
+
+class SeededPainter(AsyncImageGenerationModel):
+    """Paints a grey square whose brightness grows with the ``seed`` it is called with
+    (40 + 80 * seed), or white at once for a prompt containing "easy"; "fail" raises."""
+
+    model_id: str = "test/seeded-painter"
+    _calls: list[tuple[str, Any]] = PrivateAttr(default_factory=list)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    @property
+    def calls(self) -> list[tuple[str, Any]]:
+        return self._calls
+
+    async def agenerate(
+        self, input: str, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        seed = kwargs.get("seed")
+        self._calls.append((input, seed))
+        if "fail" in input:
+            raise RuntimeError("painter broke")
+        level = 255 if "easy" in input else min(255, 40 + 80 * int(seed or 0))
+        data = base64.b64encode(png((level, level, level))).decode()
+        return [{"images": [data]} for _ in range(num_generations)]
