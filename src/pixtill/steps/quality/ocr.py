@@ -69,7 +69,7 @@ def text_fidelity(prompt: str, read: str) -> float | None:
     expected = quoted_text(prompt)
     if not expected:
         return None
-    return sum(text_similarity(q, read) for q in expected) / len(expected)
+    return round(sum(text_similarity(q, read) for q in expected) / len(expected), 4)
 
 
 class _Engine:
