@@ -80,9 +80,29 @@ class RubricJudgeLLM(AsyncLLM):
         return {"generations": [dumps(verdict).decode()] * num_generations}
 
 
+def patterned_png(level: int, key: str, size: int = 32) -> bytes:
+    """A grey picture of mean ``level``: a 4x4 grid of blocks, half ``level + 20`` and half
+    ``level - 20``, arranged by ``key`` (so different keys give perceptually different images,
+    and the mean brightness, which `RubricJudgeLLM` scores, stays ``level``)."""
+    import random
+
+    signs = [1] * 8 + [-1] * 8
+    random.Random(key).shuffle(signs)
+    image = Image.new("L", (size, size))
+    block = size // 4
+    for k, sign in enumerate(signs):
+        x, y = (k % 4) * block, (k // 4) * block
+        image.paste(level + 20 * sign, (x, y, x + block, y + block))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 class SeededPainter(AsyncImageGenerationModel):
-    """Paints a grey square whose brightness grows with the ``seed`` it is called with
-    (40 + 80 * seed), or white at once for a prompt containing "easy"; "fail" raises."""
+    """Paints a patterned picture whose brightness grows with the ``seed`` it is called with
+    (40 + 80 * seed, at most 235), or 235 at once for a prompt containing "easy"; "fail"
+    raises. The pattern depends on the prompt's last word only, so "an easy one" and "another
+    easy one" are near duplicates."""
 
     model_id: str = "test/seeded-painter"
     _calls: list[tuple[str, Any]] = PrivateAttr(default_factory=list)
@@ -102,6 +122,6 @@ class SeededPainter(AsyncImageGenerationModel):
         self._calls.append((input, seed))
         if "fail" in input:
             raise RuntimeError("painter broke")
-        level = 255 if "easy" in input else min(255, 40 + 80 * int(seed or 0))
-        data = base64.b64encode(png((level, level, level))).decode()
+        level = 235 if "easy" in input else min(235, 40 + 80 * int(seed or 0))
+        data = base64.b64encode(patterned_png(level, input.split()[-1])).decode()
         return [{"images": [data]} for _ in range(num_generations)]
