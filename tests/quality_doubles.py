@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image, ImageStat
 from pydantic import PrivateAttr
 
+from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
@@ -124,4 +125,30 @@ class SeededPainter(AsyncImageGenerationModel):
             raise RuntimeError("painter broke")
         level = 235 if "easy" in input else min(235, 40 + 80 * int(seed or 0))
         data = base64.b64encode(patterned_png(level, input.split()[-1])).decode()
+        return [{"images": [data]} for _ in range(num_generations)]
+
+
+class SeededEditor(AsyncImageEditingModel):
+    """Brightens the image it is sent by 80 grey levels per ``seed`` step (as `SeededPainter`:
+    40 + 80 * seed, at most 235), keeping the source image's pattern key in its size."""
+
+    model_id: str = "test/seeded-editor"
+    _calls: list[tuple[str, Any]] = PrivateAttr(default_factory=list)
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    @property
+    def calls(self) -> list[tuple[str, Any]]:
+        return self._calls
+
+    async def agenerate(
+        self, input: EditInput, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        seed = kwargs.get("seed")
+        self._calls.append((input["prompt"], seed))
+        input["image"].to_pil()  # a real editor decodes its input
+        level = min(235, 40 + 80 * int(seed or 0))
+        data = base64.b64encode(patterned_png(level, input["prompt"])).decode()
         return [{"images": [data]} for _ in range(num_generations)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixtill.pipeline.dag import Pipeline
-from pixtill.steps.quality import JudgedImageGeneration, VisionJudge
+from pixtill.steps.quality import JudgedImageEditing, JudgedImageGeneration, VisionJudge
 from pixtill.steps.tasks.base import METADATA_COLUMN
-from quality_doubles import RubricJudgeLLM, SeededPainter
+from quality_doubles import RubricJudgeLLM, SeededEditor, SeededPainter, png
 
 # The painter's grey levels by seed: 40, 120, 200 -> image_quality scores 2, 3, 4.
 
@@ -89,3 +89,26 @@ def test_written_to_yaml_and_back(tmp_path: Path) -> None:
     assert isinstance(step, JudgedImageGeneration)
     assert isinstance(step.judge, VisionJudge) and step.judge.rubric.name == "image_quality"
     assert (step.threshold, step.max_attempts) == (4, 3)
+
+
+def test_edits_are_judged_and_redone_too() -> None:
+    step = JudgedImageEditing(
+        name="edit",
+        image_editing_model=SeededEditor(generation_kwargs={"seed": 0}),
+        judge=VisionJudge(
+            name="judge",
+            llm=RubricJudgeLLM(),
+            rubric="image_quality",
+            input_mappings={"image": "edited_image"},
+        ),
+        threshold=3,
+        max_attempts=3,
+    )
+    step.load()
+    (row,) = step.process_batch([{"image": png("black"), "prompt": "make it lighter"}])
+    step.unload()
+    assert row["judge_score"] == 3.0 and row["attempts"] == 2
+    assert row["image"] == png("black")  # the source stays as it was
+    assert row["edited_image"] is not None and row["model_name"] == "test/seeded-editor"
+    assert [a["score"] for a in row[METADATA_COLUMN]["attempts_edit"]] == [2.0, 3.0]
+    assert step.image_editing_model.calls == [("make it lighter", 0), ("make it lighter", 1)]

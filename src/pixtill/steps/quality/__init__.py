@@ -6,7 +6,7 @@ from pixtill.steps.quality.dedup import ImageDeduplication
 from pixtill.steps.quality.filter import FilterRows, SelectRows
 from pixtill.steps.quality.judge import VisionJudge
 from pixtill.steps.quality.ocr import OCR, quoted_text, text_fidelity
-from pixtill.steps.quality.regenerate import JudgedImageGeneration
+from pixtill.steps.quality.regenerate import JudgedImageEditing, JudgedImageGeneration
 from pixtill.steps.quality.rubrics import (
     DEFAULT_RUBRICS,
     Criterion,
@@ -24,6 +24,7 @@ __all__ = [
     "Criterion",
     "FilterRows",
     "ImageDeduplication",
+    "JudgedImageEditing",
     "JudgedImageGeneration",
     "Rubric",
     "SelectRows",

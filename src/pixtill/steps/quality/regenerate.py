@@ -1,32 +1,39 @@
-"""`JudgedImageGeneration`: generate an image, judge it, regenerate while it scores too low.
+"""`JudgedImageGeneration` / `JudgedImageEditing`: make an image, judge it, make it again while
+it scores too low.
 
 Rejection sampling with a budget: every row gets at most ``max_attempts`` images; a row stops as
-soon as one scores at least ``threshold``, and otherwise keeps its best-scoring attempt. It is a
-task like `ImageGeneration` (same inputs, outputs and model), so the pipeline caches its finished
-rows: a re-run sends nothing for the rows that already went through the loop.
+soon as one scores at least ``threshold``, and otherwise keeps its best-scoring attempt. Each is a
+task like `ImageGeneration` / `ImageEditing` (same inputs, outputs and model), so the pipeline
+caches its finished rows: a re-run sends nothing for the rows that already went through the loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from pixtill.models.image_generation.base import AsyncImageGenerationModel, failed_image_outputs
+from pixtill.models.image_generation.base import failed_image_outputs
 from pixtill.steps.base import Step
-from pixtill.steps.tasks.base import METADATA_COLUMN, GenerationResult, results_from_image_outputs
+from pixtill.steps.tasks.base import (
+    METADATA_COLUMN,
+    GenerationResult,
+    _Task,
+    results_from_image_outputs,
+)
+from pixtill.steps.tasks.image_editing import ImageEditing
 from pixtill.steps.tasks.image_generation import ImageGeneration
 from pixtill.steps.typing import Row, StepColumns
 
 ATTEMPTS_COLUMN = "attempts"
 
 
-class JudgedImageGeneration(ImageGeneration):
-    """`ImageGeneration` that judges each image and regenerates the rows below a threshold.
+class _JudgedImages(_Task):
+    """The judge-and-retry loop around an image task (see `JudgedImageGeneration`).
 
-    ``judge`` is any step that reads the row as this step writes it (``prompt``, ``image``) and
-    writes a number in ``score_column``: a `VisionJudge` (``judge_score``, e.g. with the
+    ``judge`` is any step that reads the row as this step writes it and writes a number in
+    ``score_column``: a `VisionJudge` (``judge_score``, e.g. with the
     ``prompt_adherence`` rubric), a `CLIPScore` with ``input_mappings={"text": "prompt"}``
     (``clip_score``), an `OCR` with ``score_prompt_text=True`` (``text_fidelity``)... It is part
     of this step, not a node of the graph: built inside a ``with Pipeline()`` block it is taken
@@ -38,10 +45,12 @@ class JudgedImageGeneration(ImageGeneration):
     ``>= threshold``; after ``max_attempts`` it keeps the attempt with the best score (a failed
     generation or judgement counts as no score).
 
-    Output columns: those of `ImageGeneration` and of the judge (except its ``model_name``), all
+    Output columns: those of the image task and of the judge (except its ``model_name``), all
     from the kept attempt, plus ``attempts`` (how many images were made for the row). Every
     attempt's score, seed and error is kept in ``pixtill_metadata["attempts_<step name>"]``.
     """
+
+    _IMAGE_OUTPUT: ClassVar[str] = "image"
 
     judge: Step = Field(description="The step that scores each generated image.")
     score_column: str = Field(default="judge_score", description="The judge's score column.")
@@ -83,15 +92,15 @@ class JudgedImageGeneration(ImageGeneration):
 
     # -- one attempt ---------------------------------------------------------------------
     def _attempt_kwargs(self) -> dict[str, Any]:
-        kwargs = self.image_generation_model.get_generation_kwargs()
+        kwargs = self.model.get_generation_kwargs()
         seed = kwargs.get("seed")
         if isinstance(seed, int) and self._attempt:
             kwargs = {**kwargs, "seed": seed + self._attempt}
         return kwargs
 
     async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
-        model = self.image_generation_model
-        if not isinstance(model, AsyncImageGenerationModel):
+        model: Any = self.model
+        if not self.supports_async_model:
             return await super().agenerate_results(formatted)
         try:
             outputs = await model.agenerate(
@@ -102,14 +111,15 @@ class JudgedImageGeneration(ImageGeneration):
         return results_from_image_outputs(outputs)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        outputs = self.image_generation_model.generate_outputs(
+        model: Any = self.model
+        outputs = model.generate_outputs(
             inputs=formatted, num_generations=self.num_generations, **self._attempt_kwargs()
         )
         return [results_from_image_outputs(o) for o in outputs]
 
     def _judged(self, rows: list[Row]) -> list[Row]:
         """The judge's rows for ``rows`` (a row without an image is not sent to it)."""
-        image = self.output_mappings.get("image", "image")
+        image = self.output_mappings.get(self._IMAGE_OUTPUT, self._IMAGE_OUTPUT)
         todo = [i for i, row in enumerate(rows) if row.get(image) is not None]
         judged: dict[int, Row] = {}
         if todo:
@@ -163,7 +173,7 @@ class JudgedImageGeneration(ImageGeneration):
         best: list[tuple[float, Row] | None] = [None] * len(rows)
         last: list[Row] = list(rows)
         pending = list(range(len(rows)))
-        seed = self.image_generation_model.get_generation_kwargs().get("seed")
+        seed = self.model.get_generation_kwargs().get("seed")
         for attempt in range(self.max_attempts):
             if not pending:
                 break
@@ -200,4 +210,27 @@ class JudgedImageGeneration(ImageGeneration):
         return out
 
 
-__all__ = ["ATTEMPTS_COLUMN", "JudgedImageGeneration"]
+class JudgedImageGeneration(_JudgedImages, ImageGeneration):
+    """`ImageGeneration` that judges each image and regenerates the rows below a threshold.
+
+    The judge reads the row as this step writes it: ``prompt`` and ``image`` (a `VisionJudge`
+    with the ``prompt_adherence`` rubric, a `CLIPScore` with ``input_mappings={"text":
+    "prompt"}``, an `OCR` with ``score_prompt_text=True``...). See `_JudgedImages` for the loop:
+    ``judge``, ``score_column``, ``threshold``, ``max_attempts``, ``seed + k`` per attempt, the
+    ``attempts`` column and ``pixtill_metadata["attempts_<step name>"]``.
+    """
+
+
+class JudgedImageEditing(_JudgedImages, ImageEditing):
+    """`ImageEditing` that judges each edit and edits again the rows below a threshold.
+
+    The judge reads the row as this step writes it: the source ``image``, the instruction
+    ``prompt`` and the result ``edited_image``; give it ``input_mappings={"image":
+    "edited_image"}`` to rate the result (a rubric that compares both images can read both).
+    The loop is that of `JudgedImageGeneration`.
+    """
+
+    _IMAGE_OUTPUT: ClassVar[str] = "edited_image"
+
+
+__all__ = ["ATTEMPTS_COLUMN", "JudgedImageEditing", "JudgedImageGeneration"]
