@@ -7,6 +7,7 @@ columns come back as `datasets.Image` features (``ds[0]["image"]`` is a PIL imag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ import yaml
 from pixtill.images import ImageError
 from pixtill.pipeline.parquet_options import parquet_options
 from pixtill.pipeline.writer import IMAGE_ARROW_TYPE, to_hf_image
+from pixtill.run_report import FailureSummary, summarize_failures
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,12 @@ def _dataset_card(repo_id: str, leaves: Mapping[str, Any]) -> str:
 
 class Distiset(dict[str, "datasets.Dataset"]):
     """The result of a run: one `datasets.Dataset` per leaf step (key = leaf step name)."""
+
+    @functools.cached_property
+    def failures(self) -> FailureSummary:
+        """The rows that failed, by step and cause, read from each row's ``error_<step>``
+        metadata (`pixtill.run_report`); ``str()`` of it is the report for people."""
+        return summarize_failures(self)
 
     @classmethod
     def from_shards(
@@ -291,6 +299,12 @@ class Distiset(dict[str, "datasets.Dataset"]):
             for leaf, ds in self.items()
         ]
         return "Distiset({\n" + ",\n".join(lines) + "\n})"
+
+    def _repr_html_(self) -> str:
+        """A small gallery of each leaf's first rows, for notebooks (escaped HTML)."""
+        from pixtill.viewer.notebook import gallery_html
+
+        return gallery_html(self)
 
 
 def _column_to_image(dataset: Any, column: str, leaf: str) -> Any:

@@ -188,6 +188,7 @@ class Pipeline:
         from pixtill.distiset import Distiset
         from pixtill.pipeline.cache import ResponseCache
         from pixtill.pipeline.local import LocalExecutor, arrow_directory
+        from pixtill.run_report import warn_failures
 
         limit_malloc_arenas()  # before any step starts a thread
 
@@ -237,6 +238,7 @@ class Pipeline:
                 f"pipeline {self.name!r} produced no rows (did the loader yield any data?)"
             )
         distiset = Distiset.from_arrow_files(executor.arrow_files)
+        warn_failures(distiset.failures, _log, pipeline=self.name)
         self.last_summary = summary
         (observer or RunObserver()).run_finished(summary)
         return distiset

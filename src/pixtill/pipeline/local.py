@@ -351,11 +351,11 @@ class LocalExecutor:
             try:
                 formatted = step.prepare_row(row, item.key[0])
             except RowError as exc:
-                _log.warning("%s", exc)
+                step.warn_row_failure(str(exc))
                 rows = step.rows_from_error(row, str(exc))
             else:
                 results = await step.agenerate_results(formatted)
-                rows = step.rows_from_results(row, formatted, results)
+                rows = step.rows_from_results(row, formatted, results, item.key[0])
                 self._store(step, signature, key, row, rows)
         return step._rename_outputs(rows, output_mappings=False)
 
