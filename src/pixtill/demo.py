@@ -364,6 +364,9 @@ def run(args: argparse.Namespace) -> int:
                 use_cache=False, output_dir=work_dir / "data", observer=observer
             )
 
+    # The main leaf first (leaves come in the order they finished): viewers open it first.
+    for name in [n for n in distiset if n != LEAF]:
+        distiset[name] = distiset.pop(name)
     with _quiet_datasets():
         distiset.save_to_disk(dataset_dir)
         parquet_files = distiset.to_parquet(parquet_dir)

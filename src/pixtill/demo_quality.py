@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageStat
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.structured import StructuredOutputNotSupportedError, json_schema_of
 
-KEPT_LEAF = "documents_kept"
-DROPPED_LEAF = "documents_dropped"
+KEPT_LEAF = "quality_kept"
+DROPPED_LEAF = "quality_dropped"
 GATES = ("unique", "text_matches", "legible")
 
 # (file stem, kind, text drawn, text asked for, ink, paper)
