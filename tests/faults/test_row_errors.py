@@ -17,7 +17,12 @@ from pixtill.models.image_generation import OpenAIImageGeneration
 from pixtill.models.llms import OpenAILLM
 from pixtill.pipeline import Pipeline
 from pixtill.steps import LoadDataFromDicts
-from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration, TextGenerationWithImage
+from pixtill.steps.tasks import (
+    METADATA_COLUMN,
+    ChatGeneration,
+    ImageGeneration,
+    TextGenerationWithImage,
+)
 
 
 @pytest.fixture
@@ -217,3 +222,14 @@ def test_image_generation_faults_in_a_pipeline(server: FaultyOpenAI, tmp_path: A
     for row in (1, 2, 3):
         assert str(metas[row]["error_paint"]).startswith(f"step 'paint': row {row}: ")
     assert distiset.failures.failed == 3
+
+
+def test_an_image_400_in_a_chat_names_the_messages_column(server: FaultyOpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "http://images.invalid/c.png"}}
+    chat = [{"role": "user", "content": [{"type": "text", "text": "[[image400]]"}, image]}]
+    plain = [{"role": "user", "content": "no image here [[status:400]]"}]
+    task = ChatGeneration(name="chat", llm=llm(server.base))
+    with loaded(task):
+        out = next(task.process([{"messages": chat}, {"messages": plain}]))
+    assert str(error_of(out, 0, "chat")).startswith("step 'chat': row 0, column 'messages': ")
+    assert str(error_of(out, 1, "chat")).startswith("step 'chat': row 1: ")
