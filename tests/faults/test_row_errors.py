@@ -4,6 +4,7 @@ and, when an input value caused it, the column; through the task API and through
 from __future__ import annotations
 
 import base64
+import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -233,3 +234,19 @@ def test_an_image_400_in_a_chat_names_the_messages_column(server: FaultyOpenAI) 
         out = next(task.process([{"messages": chat}, {"messages": plain}]))
     assert str(error_of(out, 0, "chat")).startswith("step 'chat': row 0, column 'messages': ")
     assert str(error_of(out, 1, "chat")).startswith("step 'chat': row 1: ")
+
+
+def test_malformed_exif_with_image_resize_is_sent(server: FaultyOpenAI) -> None:
+    from PIL import Image
+
+    from pixtill.images import ResizePolicy
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20), (9, 90, 200)).save(
+        buffer, format="JPEG", exif=b"Exif\x00\x00not a TIFF header"
+    )
+    task = vision(server.base, image_resize=ResizePolicy(max_side=10))
+    with loaded(task):
+        out = next(task.process([{"instruction": "describe", "image": buffer.getvalue()}]))
+    assert error_of(out, 0) is None
+    assert out[0]["generation"] == "ok: describe"
