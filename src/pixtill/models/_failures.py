@@ -62,11 +62,18 @@ class Failure:
 
 
 def systemic_cause(
-    failure: Failure, url: str, failed_attempts: int, fail_fast_attempts: int
+    failure: Failure,
+    url: str,
+    failed_attempts: int,
+    fail_fast_attempts: int,
+    waited: float = 0.0,
+    fail_fast_seconds: float = float("inf"),
 ) -> tuple[str, str] | None:
     """``(cause, hint)`` when ``failure``, seen before any success, means the model cannot serve
-    at all: a refused connection or unknown host, 401/403, 404/405, or ``failed_attempts``
-    reaching ``fail_fast_attempts`` (0: never). None otherwise."""
+    at all: a refused connection or unknown host, 401/403, 404/405, ``failed_attempts``
+    reaching ``fail_fast_attempts`` (0: never), or at least two failed attempts and ``waited``
+    seconds since the first one reaching ``fail_fast_seconds`` (a hung server at low
+    concurrency). None otherwise."""
     status = failure.status
     if failure.fatal:
         return failure.reason, "is the server running, and are the host and port right?"
@@ -82,6 +89,17 @@ def systemic_cause(
         return (
             f"each of the first {fail_fast_attempts} attempts failed (the last: {failure.reason})",
             "is the server healthy and the URL right?",
+        )
+    if (
+        failure.counts_as_systemic
+        and fail_fast_attempts
+        and failed_attempts >= 2
+        and waited >= fail_fast_seconds
+    ):
+        return (
+            f"no answer in {waited:.0f} s over {failed_attempts} attempts "
+            f"(the last: {failure.reason})",
+            "is the server hung or overloaded? raise timeout= if it is just slow",
         )
     return None
 

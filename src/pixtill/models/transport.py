@@ -13,9 +13,11 @@ a limit is real, at most once per window of responses; a real limit whose 429s c
 successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
 
 Fail-fast: until a model request has succeeded, a refused connection, an unknown host, 401/403,
-404/405, or the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets) raise
+404/405, the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets), or
+``fail_fast_seconds`` passing over at least two such failures raise
 `~pixtill.errors.ModelUnavailableError` at once, and every later request of the engine raises it
-too: a dead server or a wrong ``base_url`` stops the run in seconds with one message.
+too: a dead server or a wrong ``base_url`` stops the run in seconds with one message, a hung one
+in about two minutes.
 
 Attempts go through a `~pixtill.models.http.Transport` (aiohttp by default, `MockTransport` in
 tests) and sleeps through a `~pixtill.models.http.Clock`, so the engine's logic is tested
@@ -112,6 +114,7 @@ class RequestEngine:
         self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
         self._healthy = False  # a model request has succeeded
         self._failed_attempts = 0  # systemic-looking failures before the first success
+        self._first_attempt: float | None = None  # when the first model request started
         self._unavailable: ModelUnavailableError | None = None
         self.stats = EngineStats(concurrency_limit=self._limit.value)
 
@@ -215,6 +218,7 @@ class RequestEngine:
         self._pools.clear()
         self._unavailable = None
         self._failed_attempts = 0
+        self._first_attempt = None
         await self.transport.aclose()
 
     async def __aenter__(self) -> RequestEngine:
@@ -306,6 +310,8 @@ class RequestEngine:
             await self._admit(pool)
             epoch = limit.epoch
             stats.in_flight += 1
+            if model_request and self._first_attempt is None:
+                self._first_attempt = clock.monotonic()
             try:
                 if self._unavailable is not None:
                     raise self._unavailable
@@ -387,7 +393,16 @@ class RequestEngine:
         is dead or misconfigured (see the module docstring and `systemic_cause`)."""
         if failure.counts_as_systemic:
             self._failed_attempts += 1
-        found = systemic_cause(failure, url, self._failed_attempts, self.config.fail_fast_attempts)
+        cfg = self.config
+        waited = self.clock.monotonic() - (self._first_attempt or 0.0)
+        found = systemic_cause(
+            failure,
+            url,
+            self._failed_attempts,
+            cfg.fail_fast_attempts,
+            waited,
+            cfg.fail_fast_seconds,
+        )
         if found is None:
             return
         cause, hint = found
