@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from pixtill import __version__
 from pixtill.errors import PixtillError
-from pixtill.pipeline.dag import Pipeline
+from pixtill.pipeline import Pipeline
 from pixtill.steps.base import _Step
 from pixtill.steps.tasks.base import _Task
 
@@ -120,7 +120,7 @@ def _report(
 
 def load_config(path: str, allow: Sequence[str]) -> Pipeline:
     """Load a pipeline file; any problem with it is a `UsageError` (exit code 2)."""
-    from pixtill.pipeline.serialization import PipelineConfigError
+    from pixtill.pipeline.config_file import PipelineConfigError
 
     if allow:
         # As `python -m` would: modules beside the user are importable for `--allow`.

@@ -165,7 +165,7 @@ def build_pipeline(
     """The demo's `Pipeline`: load images >> caption >> answer >> image prompt >> paint."""
     from pixtill.models.image_generation.diffusers import DiffusersImageGeneration
     from pixtill.models.llms.transformers import TransformersLLM
-    from pixtill.pipeline.dag import Pipeline
+    from pixtill.pipeline import Pipeline
     from pixtill.steps.generators.images_folder import LoadImagesFromFolder
     from pixtill.steps.tasks import ImageGeneration, TextGenerationWithImage
 

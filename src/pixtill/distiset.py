@@ -23,8 +23,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 import yaml
 
 from pixtill.images import ImageError
-from pixtill.pipeline.parquet_options import parquet_options
-from pixtill.pipeline.writer import IMAGE_ARROW_TYPE, to_hf_image
+from pixtill.store.image_column import IMAGE_ARROW_TYPE
+from pixtill.store.parquet_options import parquet_options
+from pixtill.store.shards import to_hf_image
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pydantic import Field, SecretStr
 from doubles import DescribingLLM, PaletteImageModel
 from pixtill.images import ResizePolicy
 from pixtill.pipeline import Pipeline
-from pixtill.pipeline.serialization import (
+from pixtill.pipeline.config_file import (
     PipelineConfigError,
     UntrustedTypeError,
-    load_pipeline,
-    pipeline_from_dict,
+    load_graph as load_pipeline,
+    graph_from_dict as pipeline_from_dict,
     pipeline_to_dict,
     resolve_class,
 )

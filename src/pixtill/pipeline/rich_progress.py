@@ -34,7 +34,7 @@ from rich.text import Text
 from pixtill.pipeline.progress import RequestStats, RunObserver, RunSummary, StepSummary
 
 if TYPE_CHECKING:
-    from pixtill.pipeline.dag import Pipeline
+    from pixtill.pipeline.graph import Graph as Pipeline
 
 __all__ = ["RichProgress", "load_hint"]
 
