@@ -63,7 +63,12 @@ def run_pipeline(base_url: str, rows: int, concurrency: int, workdir: Path) -> d
         )
         load >> caption
     started = time.perf_counter()
-    distiset = pipeline.run(output_dir=workdir / "out", rows_per_shard=1000)
+    distiset = pipeline.run(
+        output_dir=workdir / "out",
+        rows_per_shard=1000,
+        show_progress=False,
+        tune_process=True,  # as the CLI does
+    )
     elapsed = time.perf_counter() - started
     dataset = distiset["caption"]
     if len(dataset) != rows or dataset["generation"][:1] == [None]:

@@ -3,6 +3,8 @@
 The graph is built from the source with `ast` (nothing is imported): an edge ``a -> b`` for
 every ``import``/``from ... import`` in module ``a`` that names module ``b`` (or a name inside
 it), wherever the statement stands: at the top, inside a function, or under ``TYPE_CHECKING``.
+A package's ``__init__`` counts as a module of its own: importing ``pixtill.a.b`` is an edge to
+``pixtill.a.b``, not to every package above it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(name, is_package, node)
-                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+                # ``from a.b import c``: the module a.b.c if there is one, else a.b itself
+                targets = [f"{base}.{alias.name}" for alias in node.names]
             for target in targets:
                 # the longest module that the dotted name starts with ("a.b.C" -> "a.b")
                 while target and target not in files:

@@ -270,7 +270,10 @@ def _run(args: argparse.Namespace) -> int:
     progress = RichProgress(pipeline=pipeline, dataset_path=output, bars=not args.no_progress)
     with progress:
         distiset = pipeline.run(
-            parameters=parameters, use_cache=not args.no_cache, observer=progress
+            parameters=parameters,
+            use_cache=not args.no_cache,
+            observer=progress,
+            tune_process=True,  # the CLI owns its process (see pixtill.pipeline.runtime)
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")

@@ -44,7 +44,6 @@ from typing import Any
 import yaml
 
 from pixtill.errors import StepConfigError
-from pixtill.pipeline import safe_yaml
 from pixtill.pipeline.config_types import (
     PipelineConfigError,
     UntrustedTypeError,
@@ -54,6 +53,7 @@ from pixtill.pipeline.config_types import (
 )
 from pixtill.pipeline.config_write import dump_pipeline, pipeline_to_dict
 from pixtill.pipeline.graph import Graph
+from pixtill.pipeline.safe_yaml import ConfigLimitError, load_json, load_yaml, read_text
 from pixtill.steps.base import _Step
 
 __all__ = [
@@ -71,19 +71,16 @@ def load_graph(path: str | Path, *, allow: Iterable[str] = ()) -> Graph:
     """Read a pipeline written by `dump_pipeline` (or by hand); see the module docstring."""
     source = Path(path)
     try:
-        text = safe_yaml.read_text(source)
-    except safe_yaml.ConfigLimitError as exc:
+        text = read_text(source)
+    except ConfigLimitError as exc:
         raise PipelineConfigError(f"refusing {str(source)!r}: {exc}") from exc
     except FileNotFoundError as exc:
         raise PipelineConfigError(f"configuration file {str(source)!r} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineConfigError(f"cannot read {str(source)!r}: {exc}") from exc
     try:
-        if source.suffix.lower() == ".json":
-            data = safe_yaml.load_json(text)
-        else:
-            data = safe_yaml.load_yaml(text)
-    except safe_yaml.ConfigLimitError as exc:
+        data = load_json(text) if source.suffix.lower() == ".json" else load_yaml(text)
+    except ConfigLimitError as exc:
         raise PipelineConfigError(f"refusing {str(source)!r}: {exc}") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         detail = " ".join(str(exc).split())

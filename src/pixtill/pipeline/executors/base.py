@@ -27,13 +27,16 @@ _log = logging.getLogger("pixtill.pipeline")
 class RunContext:
     """Everything a run needs besides its graph: where the dataset goes (``output_dir``, one
     folder per leaf), the cache (None: no cache), who hears about progress, how the process may
-    be tuned, and how many rows a shard holds."""
+    be tuned, how many rows a shard holds, and which shard of the loaders' rows to read."""
 
     output_dir: Path
     cache: ResponseCache | None
     observer: RunObserver
     runtime: Runtime = field(default_factory=Runtime)
     rows_per_shard: int = 1000
+    rank: int = 0
+    world_size: int = 1
+    """Which part of the loaders' rows this run reads (`GeneratorStep.process_shard`)."""
 
 
 @dataclass

@@ -22,7 +22,7 @@ import asyncio
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,11 +30,12 @@ from typing import Any, TypeVar
 from pixtill.errors import RowError
 from pixtill.pipeline.errors import worker_error
 from pixtill.pipeline.executors.base import RunContext, RunResult, load_steps, unload_steps
+from pixtill.pipeline.executors.scheduling import run_batches, run_streaming
 from pixtill.pipeline.graph import Graph
 from pixtill.pipeline.progress import RequestStats, RunSummary, StepSummary
-from pixtill.pipeline.row_runner import RowRunner, request_window, streams
+from pixtill.pipeline.row_runner import RowRunner, streams
 from pixtill.pipeline.rows import Item, merge_rows
-from pixtill.steps.base import GeneratorStep, GlobalStep, Step
+from pixtill.steps.base import GeneratorStep, Step
 from pixtill.steps.tasks.base import _Task
 from pixtill.store.shards import ShardWriter
 
@@ -171,9 +172,9 @@ class _Run:
         if isinstance(step, GeneratorStep):
             await self._run_generator(name, step)
         elif isinstance(step, _Task) and streams(step):
-            await self._run_streaming(name, step)
+            await run_streaming(self, name, step)
         elif isinstance(step, Step):
-            await self._run_batches(name, step)
+            await run_batches(self, name, step)
         else:
             raise TypeError(f"step {name!r} is neither a Step nor a GeneratorStep")
         self.context.observer.step_finished(name, self.summary.steps[name])
@@ -208,7 +209,7 @@ class _Run:
                 await asyncio.gather(writing, return_exceptions=True)
                 raise
 
-    async def _emit(self, name: str, items: list[Item]) -> None:
+    async def emit(self, name: str, items: list[Item]) -> None:
         if not items:
             return
         self.summary.steps[name].rows_out += len(items)
@@ -220,7 +221,7 @@ class _Run:
             batch = items if position == 0 else [Item(i.key, dict(i.row)) for i in items]
             await self._queues[successor].put((name, batch))
 
-    async def _inputs(self, name: str) -> AsyncIterator[list[Item]]:
+    async def inputs(self, name: str) -> AsyncIterator[list[Item]]:
         """Batches for step ``name``; rows from several predecessors are joined by key."""
         predecessors = self.graph.predecessors(name)
         queue = self._queues[name]
@@ -252,178 +253,19 @@ class _Run:
 
     # -- generators ----------------------------------------------------------------------
     async def _run_generator(self, name: str, step: GeneratorStep) -> None:
-        batches = step.process_applying_mappings(0)
-        position = 0
+        batches = step.process_shard(self.context.rank, self.context.world_size)
         summary = self.summary.steps[name]
         while True:
             produced = await asyncio.to_thread(next, batches, None)
             if produced is None:
                 return
-            rows, last = produced
-            items = [Item((position + i,), row) for i, row in enumerate(rows)]
-            position += len(rows)
+            numbers, rows, last = produced
+            items = [Item((number,), row) for number, row in zip(numbers, rows)]
             summary.rows_in += len(rows)
             self.context.observer.rows_done(name, summary)
-            await self._emit(name, items)
+            await self.emit(name, items)
             if last:
                 return
-
-    # -- streaming tasks -----------------------------------------------------------------
-    async def _run_streaming(self, name: str, step: _Task) -> None:
-        window = request_window(step)
-        # Plain counters and an event rather than `asyncio.Semaphore`s, whose
-        # `locked()`/`acquire()` cost more than the rest of the loop's per-row bookkeeping.
-        in_flight = 0  # started, not finished: at most `window`
-        held = 0  # started, not passed on: at most `window` + the reorder buffer
-        max_held = window * (1 + self.reorder_factor)
-        room = asyncio.Event()
-        results: dict[int, list[Item]] = {}
-        ready = asyncio.Event()
-        failure: list[BaseException] = []
-        summary = self.summary.steps[name]
-        runner = self.runner
-
-        async def one(index: int, item: Item, looked: Any) -> None:
-            nonlocal in_flight
-            try:
-                results[index] = await runner.task_row(step, item, looked, summary)
-            except BaseException as exc:
-                failure.append(exc)
-            in_flight -= 1
-            room.set()
-            ready.set()
-
-        async def flush() -> None:
-            nonlocal held
-            next_index = 0
-            while True:
-                await ready.wait()
-                ready.clear()
-                if failure:
-                    raise failure[0]
-                out: list[Item] = []
-                flushed = 0
-                while next_index in results:
-                    out.extend(results.pop(next_index))
-                    next_index += 1
-                    flushed += 1
-                if flushed:
-                    held -= flushed
-                    room.set()
-                if out:
-                    runner.count(step, summary, out, rows_in=flushed)
-                    await self._emit(name, out)
-                if finished and next_index == count:
-                    return
-
-        count = 0
-        finished = False
-        flusher = asyncio.create_task(flush())
-        running: set[asyncio.Task[None]] = set()
-        try:
-            async for batch in self._inputs(name):
-                for item, looked in zip(batch, runner.lookup(step, batch)):
-                    while in_flight >= window or held >= max_held:
-                        room.clear()
-                        await _while_alive(room.wait(), flusher)
-                    in_flight += 1
-                    held += 1
-                    task = asyncio.create_task(one(count, item, looked))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                    count += 1
-            finished = True
-            ready.set()
-            await flusher
-        finally:
-            flusher.cancel()
-            for task in list(running):
-                task.cancel()
-
-    # -- batch steps ---------------------------------------------------------------------
-    async def _run_batches(self, name: str, step: Step) -> None:
-        summary = self.summary.steps[name]
-        runner = self.runner
-        if isinstance(step, GlobalStep):
-            everything: list[Item] = []
-            async for batch in self._inputs(name):
-                everything.extend(batch)
-            out = await asyncio.to_thread(runner.batch, step, everything, summary)
-            # A global step may reorder, drop or merge rows, so its rows cannot be matched with
-            # a sibling branch's by position: fresh keys make such a join fail loudly.
-            out = [Item((j, -1), item.row) for j, item in enumerate(out)]
-            runner.count(step, summary, out, rows_in=len(everything))
-            await self._emit(name, out)
-            return
-        replicas = [step] + [
-            await asyncio.to_thread(_loaded_copy, step) for _ in range(step.replicas - 1)
-        ]
-        free: asyncio.Queue[Step] = asyncio.Queue()
-        for replica in replicas:
-            free.put_nowait(replica)
-        in_order: asyncio.Queue[tuple[asyncio.Task[list[Item]], int] | None] = asyncio.Queue(
-            maxsize=len(replicas)
-        )
-
-        async def work(replica: Step, items: list[Item]) -> list[Item]:
-            try:
-                return await asyncio.to_thread(runner.batch, replica, items, summary)
-            finally:
-                free.put_nowait(replica)
-
-        async def drain() -> None:
-            while (queued := await in_order.get()) is not None:
-                task, rows_in = queued
-                out = await task
-                runner.count(step, summary, out, rows_in=rows_in)
-                await self._emit(name, out)
-
-        drainer = asyncio.create_task(drain())
-        spawned: list[asyncio.Task[list[Item]]] = []
-        try:
-            async for items in self._rebatch(name, step.input_batch_size):
-                replica = await free.get()
-                task = asyncio.create_task(work(replica, items))
-                spawned.append(task)
-                await _while_alive(in_order.put((task, len(items))), drainer)
-            await _while_alive(in_order.put(None), drainer)
-            await drainer
-        finally:
-            drainer.cancel()
-            # Worker threads cannot be cancelled: wait for them before unloading the replicas
-            # they use (unloading an async model stops the loop a thread may be waiting on).
-            await asyncio.shield(asyncio.gather(drainer, *spawned, return_exceptions=True))
-            for replica in replicas[1:]:
-                replica.unload()
-
-    async def _rebatch(self, name: str, size: int) -> AsyncIterator[list[Item]]:
-        pending: list[Item] = []
-        async for batch in self._inputs(name):
-            pending.extend(batch)
-            while len(pending) >= size:
-                yield pending[:size]
-                pending = pending[size:]
-        if pending:
-            yield pending
-
-
-async def _while_alive(awaitable: Awaitable[Any], helper: asyncio.Task[None]) -> None:
-    """Await ``awaitable`` unless ``helper`` dies first, in which case raise its error.
-
-    A worker blocked on a full buffer must not wait forever for a helper that has crashed.
-    """
-    waiting = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({waiting, helper}, return_when=asyncio.FIRST_COMPLETED)
-    if waiting not in done:
-        waiting.cancel()
-        helper.result()
-        raise RuntimeError("helper task ended early")
-
-
-def _loaded_copy(step: Step) -> Step:
-    replica = step.model_copy(deep=True)
-    replica.load()
-    return replica
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

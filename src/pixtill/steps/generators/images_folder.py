@@ -38,6 +38,7 @@ from pixtill.errors import PixtillError, StepConfigError
 from pixtill.images import ImageRef
 from pixtill.steps.base import GeneratorStep
 from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.sharding import ShardBatch
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
 DEFAULT_EXTENSIONS = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff"]
@@ -421,6 +422,10 @@ class LoadImagesFromFolder(GeneratorStep):
                 row.update({column: record.get(column) for column in index.columns})
             row.update(self._sidecars(found))
         return row
+
+    def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+        """A contiguous block of the sorted listing; only its files and sidecars are read."""
+        return self._contiguous_shard(self.total_rows(), rank, world_size)
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:
         """Yield ``(rows, is_last)`` batches of ``batch_size`` rows, skipping ``offset`` files."""
