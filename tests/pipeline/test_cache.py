@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from doubles import DescribingLLM
 from pixtill.images import ImageRef
+from pixtill.steps.tasks import TextGeneration
 from pixtill.store.cache import (
     ResponseCache,
     decode_value,
@@ -27,7 +28,6 @@ from pixtill.store.cache import (
     row_key,
     step_signature,
 )
-from pixtill.steps.tasks import TextGeneration
 from sample_images import image_bytes
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -86,6 +86,15 @@ def load_json(text: str) -> Any:
 
 
 def _check_events(text: str) -> None:
+    try:
+        _count_events(text)
+    except yaml.YAMLError as exc:
+        if "nesting depth" in str(exc):  # libyaml's own limit (1,000 levels) came first
+            raise ConfigLimitError(f"nesting deeper than {MAX_DEPTH} levels") from exc
+        raise
+
+
+def _count_events(text: str) -> None:
     depth = 0
     for events, event in enumerate(yaml.parse(text, Loader=_Loader), start=1):
         if events > MAX_NODES:
