@@ -272,6 +272,7 @@ def _run(args: argparse.Namespace) -> int:
         distiset = pipeline.run(
             parameters=parameters,
             use_cache=not args.no_cache,
+            output_dir=output,  # written once, in place: save_to_disk below copies nothing
             observer=progress,
             tune_process=True,  # the CLI owns its process (see pixtill.pipeline.runtime)
         )

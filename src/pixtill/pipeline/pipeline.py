@@ -13,6 +13,7 @@ from typing import Any
 
 from pixtill.distiset import Distiset
 from pixtill.errors import StepConfigError
+from pixtill.paths import data_dir as default_data_dir
 from pixtill.pipeline.config_file import dump_pipeline, load_graph
 from pixtill.pipeline.errors import PipelineError, StepLoadError
 from pixtill.pipeline.executors import Executor, RunContext, resolve_executor
@@ -85,6 +86,10 @@ class Pipeline(Graph):
         no loader. With ``use_cache`` the rows each step already finished (in an earlier,
         maybe killed, run) are taken from the cache instead of being sent again.
 
+        The dataset is written to ``output_dir`` (default: ``<pixtill data dir>/datasets/<name>``,
+        apart from the cache; see `pixtill.paths.data_dir`) as a saved `Distiset`, which the
+        returned one memory-maps: ``Distiset.load_from_disk(output_dir)`` reads it back.
+
         ``executor``: ``"local"`` (this process) or an `Executor`. Progress bars (rich; plain
         lines when the output is not a terminal) are shown unless ``show_progress=False`` or
         an ``observer`` is given. ``tune_process=True`` lets the run tune the whole process
@@ -101,7 +106,7 @@ class Pipeline(Graph):
         if dataset is not None:
             self._attach_dataset(dataset)
         self.validate()
-        out_dir = Path(output_dir) if output_dir else self.cache_dir / "data"
+        out_dir = Path(output_dir) if output_dir else default_data_dir() / "datasets" / self.name
         runtime = Runtime(tune=tune_process)
         cache = (
             ResponseCache(self.cache_dir / "cache.sqlite", low_priority_writer=runtime.tune)
@@ -131,7 +136,7 @@ class Pipeline(Graph):
             raise PipelineError(
                 f"pipeline {self.name!r} produced no rows (did the loader yield any data?)"
             )
-        distiset = Distiset.from_arrow_files(result.files)
+        distiset = Distiset.from_run_folder(out_dir, result.files)
         self.last_summary = summary
         observer.run_finished(summary)
         return distiset

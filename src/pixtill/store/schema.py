@@ -23,7 +23,7 @@ from pixtill.store.parquet_options import parquet_options
 class Shard:
     """A finished shard: its file(s), and the schema and JSON columns it was written with."""
 
-    path: Path
+    path: Path | None
     schema: pa.Schema
     json_columns: frozenset[str]
     arrow_path: Path | None = None
@@ -34,7 +34,7 @@ def reconcile(shards: Sequence[Shard], final: pa.Schema, json_columns: frozenset
     for shard in shards:
         if shard.schema.equals(final, check_metadata=True):
             continue
-        table = pq.read_table(shard.path)
+        table = _read(shard)
         arrays = []
         for field in final:
             if field.name not in table.column_names:
@@ -49,10 +49,19 @@ def reconcile(shards: Sequence[Shard], final: pa.Schema, json_columns: frozenset
         shard.schema, shard.json_columns = final, json_columns
 
 
-def write_shard(table: pa.Table, path: Path, arrow_path: Path | None) -> None:
-    """Write ``table`` as Parquet at ``path`` (and as an Arrow stream at ``arrow_path``)."""
+def _read(shard: Shard) -> pa.Table:
+    if shard.path is not None:
+        return pq.read_table(shard.path)
+    assert shard.arrow_path is not None
+    with pa.memory_map(str(shard.arrow_path), "r") as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def write_shard(table: pa.Table, path: Path | None, arrow_path: Path | None) -> None:
+    """Write ``table`` as Parquet at ``path`` and/or as an Arrow stream at ``arrow_path``."""
     options = parquet_options(table.schema)
-    write_atomically(path, lambda tmp: pq.write_table(table, tmp, **options))
+    if path is not None:
+        write_atomically(path, lambda tmp: pq.write_table(table, tmp, **options))
     if arrow_path is not None:
 
         def write_stream(tmp: Path) -> None:

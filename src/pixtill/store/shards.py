@@ -74,18 +74,25 @@ _CHUNK_BYTES = 64 * 2**20
 
 
 class _OpenShard:
-    """A shard being written: Parquet row groups and Arrow record batches are appended to
+    """A shard being written: Parquet row groups and/or Arrow record batches are appended to
     temporary files, renamed into place by `finish`."""
 
     def __init__(
-        self, path: Path, arrow_path: Path | None, schema: pa.Schema, json_columns: frozenset[str]
+        self,
+        path: Path | None,
+        arrow_path: Path | None,
+        schema: pa.Schema,
+        json_columns: frozenset[str],
     ) -> None:
         self.path, self.arrow_path, self.schema = path, arrow_path, schema
         self.json_columns = json_columns
         self.rows = 0
         self.nbytes = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._parquet = pq.ParquetWriter(str(temporary(path)), schema, **parquet_options(schema))
+        self._parquet: Any = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            options = parquet_options(schema)
+            self._parquet = pq.ParquetWriter(str(temporary(path)), schema, **options)
         self._arrow: Any = None
         self._arrow_sink: Any = None
         if arrow_path is not None:
@@ -94,20 +101,22 @@ class _OpenShard:
             self._arrow = pa.ipc.new_stream(self._arrow_sink, schema)
 
     def append(self, table: pa.Table) -> None:
-        self._parquet.write_table(table)
+        if self._parquet is not None:
+            self._parquet.write_table(table)
         if self._arrow is not None:
             self._arrow.write_table(table)
         self.rows += table.num_rows
         self.nbytes += table.nbytes
 
     def _close_files(self) -> None:
-        self._parquet.close()
+        if self._parquet is not None:
+            self._parquet.close()
         if self._arrow is not None:
             self._arrow.close()
             self._arrow_sink.close()
 
     def _paths(self) -> list[Path]:
-        return [self.path] if self.arrow_path is None else [self.path, self.arrow_path]
+        return [p for p in (self.path, self.arrow_path) if p is not None]
 
     def discard(self) -> None:
         try:
@@ -141,13 +150,17 @@ class ShardWriter:
         rows_per_shard: int = 1000,
         max_shard_bytes: int = 256 * 2**20,
         arrow_directory: Path | None = None,
+        parquet: bool = True,
     ) -> None:
+        if not parquet and arrow_directory is None:
+            raise ValueError("a shard writer needs Parquet files, an arrow_directory, or both")
         if rows_per_shard < 1:
             raise ValueError(f"rows_per_shard must be at least 1, got {rows_per_shard}")
         if max_shard_bytes < 1:
             raise ValueError(f"max_shard_bytes must be at least 1, got {max_shard_bytes}")
         self.directory = Path(directory)
         self.arrow_directory = None if arrow_directory is None else Path(arrow_directory)
+        self.parquet = parquet
         self.image_columns = frozenset(image_columns)
         self.rows_per_shard = rows_per_shard
         self.max_shard_bytes = max_shard_bytes
@@ -188,13 +201,14 @@ class ShardWriter:
                 self._write_chunk()
 
     def close(self) -> list[Path]:
-        """Write the last rows, bring every shard to the final schema, return their paths."""
+        """Write the last rows, bring every shard to the final schema, return their paths
+        (the Parquet files; the Arrow files when the writer writes no Parquet)."""
         if not self._closed:
             self._write_chunk()
             self._finish_shard()
             self._closed = True
             self._reconcile()
-        return [shard.path for shard in self._shards]
+        return [p for shard in self._shards if (p := shard.path or shard.arrow_path) is not None]
 
     def abort(self) -> None:
         """Give up after a failed run: close the open shard's files and remove them (finished
@@ -224,10 +238,11 @@ class ShardWriter:
         if self._open is not None and not self._open.schema.equals(schema, check_metadata=True):
             self._finish_shard()  # the schema widened: these rows start the next shard
         if self._open is None:
-            path = self.directory / f"data-{len(self._shards):05d}.parquet"
+            name = f"data-{len(self._shards):05d}"
+            path = self.directory / f"{name}.parquet" if self.parquet else None
             arrow_path = None
             if self.arrow_directory is not None:
-                arrow_path = self.arrow_directory / path.with_suffix(".arrow").name
+                arrow_path = self.arrow_directory / f"{name}.arrow"
             self._open = _OpenShard(path, arrow_path, schema, frozenset(self.json_columns))
         self._open.append(table)
         del table, arrays  # the image buffers are reused by the next chunk

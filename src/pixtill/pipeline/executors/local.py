@@ -43,11 +43,6 @@ _END = None
 T = TypeVar("T")
 
 
-def arrow_directory(output_dir: Path, leaf: str) -> Path:
-    """Where a leaf's Arrow copies go: beside the Parquet shards, in a hidden folder."""
-    return output_dir / ".arrow" / leaf
-
-
 class LocalExecutor:
     """Runs a graph in this process (see the module docstring). ``queue_batches`` bounds each
     step's input queue; ``reorder_factor`` bounds a streaming task's reorder buffer in
@@ -63,7 +58,6 @@ class LocalExecutor:
         order = graph.topological_order()
         for leaf in graph.leaves:
             shutil.rmtree(context.output_dir / leaf, ignore_errors=True)
-            shutil.rmtree(arrow_directory(context.output_dir, leaf), ignore_errors=True)
         loaded = load_steps(graph, order)
         try:
             run = _Run(graph, context, self.queue_batches, self.reorder_factor)
@@ -117,7 +111,10 @@ class _Run:
                 context.output_dir / leaf,
                 image_columns=image_columns,
                 rows_per_shard=context.rows_per_shard,
-                arrow_directory=arrow_directory(context.output_dir, leaf),
+                # Arrow stream files only, which the result memory-maps: each image's
+                # bytes are on disk once (Parquet is written on request: `Distiset.to_parquet`).
+                arrow_directory=context.output_dir / leaf,
+                parquet=False,
             )
         for name in order:
             self.summary.steps[name] = StepSummary()
@@ -291,4 +288,4 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     return value
 
 
-__all__ = ["LocalExecutor", "arrow_directory", "run_coroutine"]
+__all__ = ["LocalExecutor", "run_coroutine"]
