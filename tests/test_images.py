@@ -485,10 +485,11 @@ def test_truncated_png_fails_validate_and_decode(png: bytes) -> None:
     ImageRef.from_value(png).validate()
 
 
-def test_truncated_jpeg_needs_a_decoding_validate() -> None:
+def test_truncated_jpeg_fails_the_cheap_validate() -> None:
     data = encoded(make_image((64, 64)), "JPEG")
     ref = ImageRef.from_value(data[: len(data) // 2])
-    ref.validate()  # verify() cannot see JPEG truncation
+    with pytest.raises(ImageDecodeError, match="truncated JPEG"):
+        ref.validate()  # the structure check, no pixel decode
     with pytest.raises(ImageDecodeError):
         ref.validate(decode=True)
 

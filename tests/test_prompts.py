@@ -4,7 +4,7 @@ import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
-from pixtill.errors import StepConfigError
+from pixtill.errors import RowError, StepConfigError
 from pixtill.prompts import PromptTemplate
 
 
@@ -12,8 +12,10 @@ def test_a_lone_variable_renders_as_jinja_would() -> None:
     prompt = PromptTemplate("{{ instruction }}")
     assert prompt.variables == {"instruction"}
     full = prompt._template  # the compiled Jinja template the fast path stands in for
-    for value in ("Describe it.", "", "{{ not rendered again }}", 3, None, ["a"], 2.5):
+    for value in ("Describe it.", "", "{{ not rendered again }}", 3, ["a"], 2.5):
         assert prompt.render({"instruction": value}) == full.render(instruction=value)
+    with pytest.raises(RowError, match="column 'instruction': expected text, got None"):
+        prompt.render({"instruction": None})  # never the text "None"
     with pytest.raises(UndefinedError):
         prompt.render({})
     spaced = PromptTemplate("{{instruction}}\n")  # a trailing newline: not the lone variable

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pixtill import __version__
 from pixtill.errors import PixtillError
 from pixtill.pipeline import Pipeline
+from pixtill.run_report import FailureSummary
 from pixtill.steps.base import _Step
 from pixtill.steps.tasks.base import _Task
 
@@ -258,6 +259,24 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (the summary still prints)"
     )
+    parser.add_argument(
+        "--max-failure-rate",
+        type=_failure_rate,
+        default=0.0,
+        metavar="RATE",
+        help="accept up to this share of failed rows (0-1, e.g. 0.05) and still exit 0 "
+        "(default 0: any failed row makes the exit status 1; the dataset is saved either way)",
+    )
+
+
+def _failure_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return rate
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -278,7 +297,25 @@ def _run(args: argparse.Namespace) -> int:
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")
-    return EXIT_OK
+    return _failure_status(distiset.failures, args.max_failure_rate)
+
+
+def _failure_status(failures: FailureSummary, max_rate: float) -> int:
+    """Print the failed rows grouped by cause (stderr); exit 1 when their share is over
+    ``max_rate``."""
+    if not failures:
+        return EXIT_OK
+    print(failures.format(), file=sys.stderr)
+    if failures.failure_rate <= max_rate:
+        print(f"(accepted: at most {max_rate:.1%} may fail, --max-failure-rate)", file=sys.stderr)
+        return EXIT_OK
+    print(
+        f"pixtill run: error: {failures.failed} of {failures.rows} rows failed "
+        f"({failures.failure_rate:.1%}); the first cause: step {failures.groups[0].step!r}: "
+        f"{failures.groups[0].cause} (accept a share with --max-failure-rate)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 # -- pixtill info ------------------------------------------------------------------------------

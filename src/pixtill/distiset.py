@@ -7,6 +7,7 @@ columns come back as `datasets.Image` features (``ds[0]["image"]`` is a PIL imag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import yaml
 from datasets.utils.py_utils import asdict  # type: ignore[import-untyped,unused-ignore]
 
 from pixtill.images import ImageError
+from pixtill.run_report import FailureSummary, summarize_failures
 from pixtill.store.image_column import IMAGE_ARROW_TYPE
 from pixtill.store.parquet_options import parquet_options
 from pixtill.store.shards import to_hf_image
@@ -147,6 +149,12 @@ def _write_dataset_state(folder: Path, dataset: Any, files: Sequence[Path]) -> N
 
 class Distiset(dict[str, "datasets.Dataset"]):
     """The result of a run: one `datasets.Dataset` per leaf step (key = leaf step name)."""
+
+    @functools.cached_property
+    def failures(self) -> FailureSummary:
+        """The rows that failed, by step and cause, read from each row's ``error_<step>``
+        metadata (`pixtill.run_report`); ``str()`` of it is the report for people."""
+        return summarize_failures(self)
 
     @classmethod
     def from_shards(

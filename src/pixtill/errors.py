@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from dataclasses import dataclass
+
 
 class PixtillError(Exception):
     """Base class of pixtill's own errors."""
@@ -48,3 +52,46 @@ class MissingColumnError(RowError):
 
 class StepConfigError(PixtillError, ValueError):
     """A step is configured inconsistently (checked at construction or ``load()``)."""
+
+
+# `locate`'s prefix, read back: ``step 'x': row 3, column 'image': cause``.
+_QUOTED = r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+_LOCATION = re.compile(
+    rf"^(?:step (?P<step>{_QUOTED}): )?"
+    rf"(?:(?:row (?P<row>\d+))?(?:, )?(?:column (?P<column>{_QUOTED}))?: )?"
+)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A row error's message split into where it happened and why (see `split_location`)."""
+
+    step: str | None
+    row: int | None
+    column: str | None
+    cause: str
+
+
+def split_location(message: str) -> Location:
+    """The inverse of `locate`: ``"step 'v': row 2, column 'image': boom"`` ->
+    ``Location("v", 2, "image", "boom")``; a message without a location is all cause."""
+    match = _LOCATION.match(message)
+    if match is None or not match.group(0):
+        return Location(None, None, None, message)
+    step, row, column = match.group("step"), match.group("row"), match.group("column")
+    return Location(
+        None if step is None else str(ast.literal_eval(step)),
+        None if row is None else int(row),
+        None if column is None else str(ast.literal_eval(column)),
+        message[match.end() :],
+    )
+
+
+def locate_once(
+    message: str, *, step: str | None = None, row: int | None = None, column: str | None = None
+) -> str:
+    """`locate`, unless ``message`` already says where it happened (an input error located when
+    the row was formatted): the same message is never located twice."""
+    if step is not None and message.startswith(f"step {step!r}: "):
+        return message
+    return locate(message, step=step, row=row, column=column)

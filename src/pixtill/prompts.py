@@ -7,17 +7,53 @@ variables are errors instead of silently rendering as empty strings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pixtill.errors import StepConfigError
+from pixtill.errors import RowError, StepConfigError
 
 _ENV = ImmutableSandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
+
+
+class MissingValue(StrictUndefined):
+    """A column whose value is None (or NaN), as the template sees it: false in ``{% if %}``,
+    ``none`` for ``is none``, replaced by ``| default(...)``, but a `RowError` naming the column
+    when printed, instead of the text "None" reaching the model."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, shown: str = "None") -> None:
+        super().__init__(hint=shown, name=name)
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        got = self._undefined_hint or "None"
+        raise RowError(f"expected text, got {got} (a missing value)", column=self._undefined_name)
+
+    # StrictUndefined binds these to its own method at class creation: bind them to ours.
+    __str__ = __iter__ = __len__ = __contains__ = _fail_with_undefined_error
+    __add__ = __radd__ = __mul__ = __rmul__ = __mod__ = __rmod__ = _fail_with_undefined_error
+    __getitem__ = __call__ = __lt__ = __le__ = __gt__ = __ge__ = _fail_with_undefined_error
+
+    def __bool__(self) -> bool:  # type: ignore[override]
+        return False
+
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+        return other is None or isinstance(other, MissingValue)
+
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(None)
+
+
+_ENV.tests["none"] = lambda value: value is None or isinstance(value, MissingValue)
 
 
 class PromptTemplate:
@@ -57,12 +93,24 @@ class PromptTemplate:
             )
 
     def render(self, values: Mapping[str, Any]) -> str:
+        """The prompt for one row. A None value that the template prints raises `RowError`
+        naming its column (the template may still test it, or give it a ``default``)."""
         name = self._only_variable
         if name is not None:  # "{{ column }}", the usual default: Jinja would give str(value)
             value = values.get(name)
             if type(value) is str:
                 return value
+        if any(_missing(value) for value in values.values()):
+            values = {
+                key: MissingValue(key, repr(value)) if _missing(value) else value
+                for key, value in values.items()
+            }
         return self._template.render(**values)
+
+
+def _missing(value: Any) -> bool:
+    """None, or a float NaN (how pandas and CSV readers spell a missing value)."""
+    return value is None or (type(value) is float and math.isnan(value))
 
 
 def _only_variable(parsed: nodes.Template) -> str | None:

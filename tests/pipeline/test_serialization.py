@@ -243,7 +243,7 @@ def test_untrusted_nested_type_names_the_field() -> None:
     [
         ("pixtill.paths.os.system", "no class"),  # no walking from a pixtill module into another
         ("pixtill.paths.cache_dir", "not a class"),
-        ("pixtill.images.Path", "not a pixtill class"),  # imported there, defined elsewhere
+        ("pixtill.images.ref.Path", "not a pixtill class"),  # imported there, defined elsewhere
         ("pixtill.nope.Thing", "no class|no such module"),
         ("pixtill", "dotted class path"),
         ("pixtill.steps.tasks.TextGeneration; import os", "dotted class path"),

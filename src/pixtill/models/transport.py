@@ -318,6 +318,24 @@ class RequestEngine:
         self.stats.done += 1
         return body, content_type
 
+    async def post_body(
+        self,
+        url: str,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, str]:
+        """POST a ready ``body`` (e.g. multipart form data) sent as ``content_type``; return the
+        raw body of the 2xx response and its media type. Same window, retries and size cap as
+        :meth:`post_json` (the body is resent unchanged on a retry)."""
+        hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
+        _, data, media = await self._send(
+            "POST", url, body, hdrs, self._timeout, self.config.max_response_bytes, 0
+        )
+        self.stats.done += 1
+        return data, media
+
     async def get_bytes(
         self, url: str, *, timeout: float | None = None, max_bytes: int | None = None
     ) -> bytes:
@@ -414,7 +432,7 @@ class RequestEngine:
         self,
         method: str,
         url: str,
-        payload: Mapping[str, Any] | None,
+        payload: Mapping[str, Any] | bytes | None,
         headers: Mapping[str, str],
         timeout: aiohttp.ClientTimeout,
         max_bytes: int,
@@ -446,7 +464,8 @@ class RequestEngine:
             started = perf_counter()
             try:
                 if data is None and payload is not None:
-                    data = encode_json(payload)  # TypeError/ValueError: raised
+                    # bytes: a body the caller encoded (multipart); else JSON.
+                    data = payload if isinstance(payload, bytes) else encode_json(payload)
                 # A ready payload and a parsed URL spare aiohttp its per-request type lookup
                 # and URL parsing.
                 sent = None if data is None else aiohttp.payload.BytesPayload(data)

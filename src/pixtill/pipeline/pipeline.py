@@ -7,6 +7,7 @@ returned as a `Distiset`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,14 @@ from pixtill.pipeline.graph import Graph, apply_parameters
 from pixtill.pipeline.progress import RunObserver, RunSummary
 from pixtill.pipeline.rich_progress import RichProgress
 from pixtill.pipeline.runtime import Runtime
+from pixtill.run_report import warn_failures
 from pixtill.steps.base import ACTIVE_GRAPH, GeneratorStep
 from pixtill.steps.generators.data import LoadDataFromIterable
 from pixtill.store.cache import ResponseCache
 
 __all__ = ["Pipeline", "PipelineError", "StepLoadError", "apply_parameters"]
+
+_log = logging.getLogger("pixtill.pipeline")
 
 
 class Pipeline(Graph):
@@ -137,6 +141,7 @@ class Pipeline(Graph):
                 f"pipeline {self.name!r} produced no rows (did the loader yield any data?)"
             )
         distiset = Distiset.from_run_folder(out_dir, result.files)
+        warn_failures(distiset.failures, _log, pipeline=self.name)
         self.last_summary = summary
         observer.run_finished(summary)
         return distiset

@@ -129,11 +129,11 @@ class RowRunner:
             try:
                 formatted = step.prepare_row(row, item.key[0])
             except RowError as exc:
-                _log.warning("%s", exc)
+                step.warn_row_failure(str(exc))
                 rows = step.rows_from_error(row, str(exc))
             else:
                 results = await step.agenerate_results(formatted)
-                rows = step.rows_from_results(row, formatted, results)
+                rows = step.rows_from_results(row, formatted, results, item.key[0])
                 self._store(step, looked.key, row, rows)
         return fan_out(item, to_dataset_view(step, item.row, rows, self._output_columns(step)))
 

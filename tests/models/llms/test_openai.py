@@ -287,7 +287,9 @@ def test_response_without_choices_is_a_clear_error(url: str) -> None:
     with loaded(vision(url)) as task:
         rows = next(task.process([{"instruction": "[[nochoices]]", "image": b64(image_bytes())}]))
     error = rows[0][METADATA_COLUMN]["error_vision"]
-    assert error.startswith("InvalidResponseError: OpenAILLM: the response has no choices")
+    assert error.startswith(
+        "step 'vision': row 0: InvalidResponseError: OpenAILLM: the response has no choices"
+    )
 
 
 def test_connection_refused() -> None:

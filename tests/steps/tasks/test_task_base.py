@@ -72,7 +72,7 @@ def test_format_output_failure_keeps_raw_output(caplog: pytest.LogCaptureFixture
     meta = rows[1][METADATA_COLUMN]
     assert meta["raw_output_flaky"] == "[0] saw user: bad"
     assert "cannot parse" in meta["error_flaky"]
-    assert "Task 'flaky' failed to format output" in caplog.text
+    assert "step 'flaky': row 1: format_output failed" in caplog.text
 
 
 def test_raw_flags_off_and_metadata_of_earlier_steps_kept() -> None:

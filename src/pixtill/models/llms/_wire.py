@@ -76,21 +76,26 @@ def _image_of(part: dict[str, Any]) -> ImageRef | None:
 async def _openai_part(
     part: dict[str, Any], resize: ResizePolicy | None, detail: ImageDetail | None
 ) -> dict[str, Any]:
+    """An ``image_url`` part for any image part; the part's own options (``detail``, and any
+    other key of its ``image_url``) are kept, the model-wide ``detail`` only fills a gap."""
     kind = part.get("type")
-    if kind == "image":
-        ref = _as_ref(part["image"])
+    if kind not in ("image", "image_url"):
+        return part
+    value = part.get("image_url")
+    options: dict[str, Any] = dict(value) if isinstance(value, dict) else {}
+    if kind == "image" and part.get("detail") is not None:
+        options["detail"] = part["detail"]
+    source = part["image"] if kind == "image" else options.get("url", value)
+    head = source[:8].lower() if isinstance(source, str) else ""
+    if head.startswith(("http://", "https://")) or (head.startswith("data:") and resize is None):
+        url = source  # forwarded as is (a data URL is already what the API takes)
+    else:
+        ref = _as_ref(source)
         url = ref.url if ref.url is not None else await image_data_url(ref, resize)
-        image_url: dict[str, Any] = {"url": url}
-        if detail is not None:
-            image_url["detail"] = detail
-        return {"type": "image_url", "image_url": image_url}
-    if kind == "image_url" and detail is not None:
-        value = part.get("image_url")
-        if isinstance(value, str):
-            return {"type": "image_url", "image_url": {"url": value, "detail": detail}}
-        if isinstance(value, dict) and "detail" not in value:
-            return {"type": "image_url", "image_url": {**value, "detail": detail}}
-    return part
+    image_url: dict[str, Any] = {**options, "url": url}
+    if detail is not None:
+        image_url.setdefault("detail", detail)
+    return {"type": "image_url", "image_url": image_url}
 
 
 async def openai_messages(
@@ -119,14 +124,17 @@ async def _anthropic_block(part: dict[str, Any], resize: ResizePolicy | None) ->
         if part.get("type") == "text":
             return {"type": "text", "text": str(part.get("text", ""))}
         return part
+    # Anthropic's per-block options (``cache_control``) are kept.
+    options = {k: v for k, v in part.items() if k == "cache_control"}
     if ref.url is not None:
-        return {"type": "image", "source": {"type": "url", "url": ref.url}}
+        return {"type": "image", "source": {"type": "url", "url": ref.url}, **options}
     data_url = await image_data_url(ref, resize)
     header, _, data = data_url.partition(",")
     media_type = header[len("data:") :].partition(";")[0]
     return {
         "type": "image",
         "source": {"type": "base64", "media_type": media_type, "data": data},
+        **options,
     }
 
 

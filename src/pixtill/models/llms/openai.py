@@ -228,7 +228,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         choices: list[Choice] = []
         for k, choice in enumerate(raw):
             if not isinstance(choice, dict):
-                choices.append(Choice(None, error=f"{backend}: choice {k} is not an object"))
+                choices.append(Choice(None, error=f"choice {k} is not an object"))
                 continue
             message = choice.get("message")
             text = _content_text(message.get("content")) if isinstance(message, dict) else None
@@ -244,7 +244,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                     if refusal
                     else f"finish_reason={choice.get('finish_reason')!r}"
                 )
-                error = f"{backend}: choice {k} has no text content ({why})"
+                error = f"choice {k} has no text content ({why})"
             choices.append(Choice(text, prompt_tokens, out_tokens, error))
         if all(c.text is None for c in choices):
             raise InvalidResponseError(backend, choices[0].error or "no choice has text content")

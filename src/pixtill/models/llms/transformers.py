@@ -178,8 +178,9 @@ def _prepare(chat: FormattedInput) -> _Prepared:
                 if kind == "text":
                     parts.append({"type": "text", "text": str(part.get("text", ""))})
                 elif kind in ("image", "image_url", "input_image"):
-                    image = _image_of(part).to_pil()
-                    images.append(image if image.mode == "RGB" else image.convert("RGB"))
+                    # The same preparation as the HTTP backends': EXIF orientation, 16-bit
+                    # and alpha converted faithfully (see `ImageRef.to_model_image`).
+                    images.append(_image_of(part).to_model_image())
                     parts.append({"type": "image"})
                 else:
                     raise ValueError(f"unsupported content part type {kind!r}")

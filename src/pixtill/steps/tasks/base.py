@@ -9,15 +9,17 @@ and the reason in its metadata; the other rows of the batch are untouched.
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from pixtill.errors import RowError
-from pixtill.images import ImageError
+from pixtill.errors import RowError, locate_once
+from pixtill.images import ImageError, ImageRef, is_image_value
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
@@ -31,11 +33,40 @@ from pixtill.models.structured import (
     StructuredOutputSpec,
     parse_structured,
 )
+from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.tasks.references import replace_images, stored_input
 from pixtill.steps.typing import Row, StepOutput
 
 METADATA_COLUMN = "pixtill_metadata"
+# A request or response failure about these is blamed on the row's image column.
+_ABOUT_IMAGES = re.compile(r"image|download|fetch", re.IGNORECASE)
+
+
+_WARNINGS_LOCK = threading.Lock()
+
+
+def _holds_image(value: Any) -> bool:
+    """Whether a row value is (or lists) an image: any image form, or an http(s) URL."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_image(v) for v in value)
+    if isinstance(value, str):
+        return value[:8].lower().startswith(("http://", "https://")) or is_image_value(value)
+    return is_image_value(value)
+
+
+def _upstream_failure(row: Row, column: str | None, step: str) -> str:
+    """`` (step 'x' failed for this row: ...)`` when ``column`` is empty because an earlier
+    step failed, so that the user is pointed at the cause, not at its consequence."""
+    if column is None or row.get(column) is not None:
+        return ""
+    meta = row.get(METADATA_COLUMN)
+    if not isinstance(meta, dict):
+        return ""
+    for key, value in meta.items():
+        if key.startswith("error_") and key != f"error_{step}" and value:
+            return f" (step {key[len('error_') :]!r} failed for this row)"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,8 @@ class _Task(Step):
     add_raw_input: bool = Field(
         default=True, description="Keep the model input in metadata (images as references)."
     )
+
+    _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
 
     @abstractmethod
     def format_input(self, input: dict[str, Any]) -> Any:
@@ -110,23 +143,79 @@ class _Task(Step):
         self.check_row(row, index)
         try:
             return self.format_input(row)
-        except RowError as exc:
-            raise RowError(exc.message, step=self.name, row=index, column=exc.column) from exc
-        except ImageError as exc:
-            raise RowError(exc.message, step=self.name, row=index, column=exc.column) from exc
+        except (RowError, ImageError) as exc:
+            message = exc.message + _upstream_failure(row, exc.column, self.name)
+            raise RowError(message, step=self.name, row=index, column=exc.column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
 
+    def warn_row_failure(self, message: str) -> None:
+        """Log a failed row as a warning: the first few of this step one by one, then a count
+        (the run's summary groups them all by cause)."""
+        warnings = self._failure_warnings
+        if warnings is None:
+            with _WARNINGS_LOCK:
+                warnings = self._failure_warnings
+                if warnings is None:
+                    warnings = FailureWarnings(self._logger, self.name)
+                    self._failure_warnings = warnings
+        warnings.warn(message)
+
+    def locate_failure(self, message: str, row: Row, row_number: int | None) -> str:
+        """A request or response failure said where it happened: the step, the row and, when
+        an input value caused it, the column (`pixtill.errors.locate`). The column is the one
+        whose value the message quotes (an image URL the server could not fetch), else the
+        row's only image column when the message is about an image."""
+        return locate_once(
+            message,
+            step=self.name,
+            row=row_number,
+            column=self._failure_column(message, row),
+        )
+
+    def _failure_column(self, message: str, row: Row) -> str | None:
+        columns = [c for c in self.get_inputs() if c in row]
+        for column in columns:
+            value = row[column]
+            if isinstance(value, str) and len(value) >= 8 and value in message:
+                return column
+            if isinstance(value, ImageRef) and value.url is not None and value.url in message:
+                return column
+        if _ABOUT_IMAGES.search(message):
+            holding = [c for c in columns if _holds_image(row[c])]
+            if len(holding) == 1:
+                return holding[0]
+        return None
+
     def rows_from_results(
-        self, row: Row, formatted: Any, results: Sequence[GenerationResult]
+        self,
+        row: Row,
+        formatted: Any,
+        results: Sequence[GenerationResult],
+        row_number: int | None = None,
     ) -> list[Row]:
+        """The output rows of one input row. Failed generations get ``None`` outputs and their
+        error, located at ``row_number`` (the row's position in the dataset), in metadata; the
+        first failure of the row is logged (rate-limited, see `warn_row_failure`)."""
+        errors = [
+            None if r.error is None else self.locate_failure(r.error, row, row_number)
+            for r in results
+        ]
         outputs = self._format_outputs(
             [r.output for r in results],
             row,
             statistics=[r.statistics for r in results],
-            errors=[r.error for r in results],
+            errors=errors,
             formatted_input=formatted,
+            row_number=row_number,
         )
+        failure = next((e for e in errors if e is not None), None)
+        if failure is None:
+            failure = next(
+                (o[METADATA_COLUMN].get(f"error_{self.name}") for o in outputs if o), None
+            )
+        if failure is not None:
+            self.warn_row_failure(failure)
         return self._shape(row, outputs)
 
     def rows_from_error(self, row: Row, error: str) -> list[Row]:
@@ -147,6 +236,7 @@ class _Task(Step):
         statistics: Sequence[dict[str, int] | None] | None = None,
         errors: Sequence[str | None] | None = None,
         formatted_input: Any = None,
+        row_number: int | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per generation: output columns plus the metadata column.
 
@@ -167,17 +257,9 @@ class _Task(Step):
             try:
                 columns = self.format_output(output, input)
             except Exception as exc:
-                self._logger.warning(
-                    "Task %r failed to format output: %s: %s. Saving raw response.",
-                    self.name,
-                    type(exc).__name__,
-                    exc,
-                )
-                formatted.append(
-                    self._output_on_failure(
-                        output, input, error=f"format_output failed: {type(exc).__name__}: {exc}"
-                    )
-                )
+                why = f"format_output failed: {type(exc).__name__}: {exc} (raw output kept)"
+                located = locate_once(why, step=self.name, row=row_number)
+                formatted.append(self._output_on_failure(output, input, error=located))
                 continue
             formatted.append(
                 self._create_metadata(columns, output, input, formatted_input, stats, None)
@@ -263,7 +345,7 @@ class _Task(Step):
         prepared, errors = self._prepare_rows(rows, numbers)
         order = sorted(prepared)
         results = self._generate([prepared[i] for i in order]) if order else []
-        return self._assemble(rows, prepared, errors, dict(zip(order, results)))
+        return self._assemble(rows, numbers, prepared, errors, dict(zip(order, results)))
 
     async def aprocess_rows(self, rows: list[Row], row_numbers: Sequence[int]) -> list[list[Row]]:
         """`process_rows` for an async model, on its event loop: each row is sent as soon as
@@ -277,7 +359,7 @@ class _Task(Step):
             if index % 16 == 15:
                 await asyncio.sleep(0)  # let responses be handled between rows
         results = {index: await task for index, task in sent.items()}
-        return self._assemble(rows, prepared, errors, results)
+        return self._assemble(rows, row_numbers, prepared, errors, results)
 
     def _prepare_rows(
         self, rows: list[Row], numbers: Sequence[int]
@@ -295,7 +377,7 @@ class _Task(Step):
         try:
             prepared[index] = self.prepare_row(row, number)
         except RowError as exc:
-            self._logger.warning("%s", exc)
+            self.warn_row_failure(str(exc))
             errors[index] = str(exc)
             return False
         return True
@@ -303,6 +385,7 @@ class _Task(Step):
     def _assemble(
         self,
         rows: list[Row],
+        numbers: Sequence[int],
         prepared: dict[int, Any],
         errors: dict[int, str],
         by_index: dict[int, list[GenerationResult]],
@@ -310,7 +393,7 @@ class _Task(Step):
         return [
             self.rows_from_error(row, errors[index])
             if index in errors
-            else self.rows_from_results(row, prepared[index], by_index[index])
+            else self.rows_from_results(row, prepared[index], by_index[index], numbers[index])
             for index, row in enumerate(rows)
         ]
 
@@ -362,16 +445,23 @@ class Task(_Task):
         return kwargs
 
     def _checked(self, results: list[GenerationResult]) -> list[GenerationResult]:
+        """Fail the generations that are not what a text model promises: no text, or not a
+        ``str``; with a structured output, a reply that does not parse and validate."""
         spec = self.get_structured_output()
-        if spec is None:
-            return results
         checked = []
         for result in results:
-            if result.error is None and result.output is not None:
-                try:
-                    parse_structured(result.output, spec)
-                except StructuredOutputError as exc:
-                    result = GenerationResult(result.output, result.statistics, str(exc))
+            if result.error is None:
+                output = result.output
+                if output is None:
+                    result = GenerationResult(None, result.statistics, "the model returned no text")
+                elif not isinstance(output, str):
+                    why = f"the model returned a {type(output).__name__}, not text"
+                    result = GenerationResult(None, result.statistics, why)
+                elif spec is not None:
+                    try:
+                        parse_structured(output, spec)
+                    except StructuredOutputError as exc:
+                        result = GenerationResult(output, result.statistics, str(exc))
             checked.append(result)
         return checked
 
@@ -433,7 +523,9 @@ class ImageTask(_Task):
             )
         except Exception as exc:
             outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
-        return results_from_image_outputs(outputs)
+            return results_from_image_outputs(outputs)
+        # Decoding checks cost milliseconds per image: off the event loop.
+        return await asyncio.to_thread(results_from_image_outputs, outputs)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
         model = self.image_generation_model
@@ -447,7 +539,28 @@ class ImageTask(_Task):
 
 
 def results_from_image_outputs(outputs: list[ImageGenerationOutput]) -> list[GenerationResult]:
-    return [GenerationResult(o, None, o.get("error")) for o in outputs]
+    """One result per generation; a generation whose images are missing or not decodable
+    images fails with the reason, never stored as a success."""
+    return [GenerationResult(o, None, o.get("error") or _image_output_error(o)) for o in outputs]
+
+
+def _image_output_error(output: Any) -> str | None:
+    """Why an image model's output is not a usable image, or None when it is one."""
+    if not isinstance(output, dict):
+        return f"the model returned a {type(output).__name__}, not images"
+    images = output.get("images")
+    if not isinstance(images, list) or not any(i is not None for i in images):
+        return "the model returned no image"
+    for k, image in enumerate(images):
+        if image is None:
+            continue
+        if not isinstance(image, str):
+            return f"the model's image {k} is a {type(image).__name__}, not base64 text"
+        try:
+            ImageRef.from_value(image, "base64").validate(decode=True)
+        except ImageError as exc:
+            return f"the model's image {k} is not a decodable image: {exc.message}"
+    return None
 
 
 TaskUnion = Union[Task, ImageTask]

@@ -32,6 +32,13 @@ def _image_value(part: dict[str, Any]) -> Any:
     )
 
 
+def _detail_of(part: dict[str, Any]) -> Any:
+    value = part.get("image_url")
+    if isinstance(value, dict) and value.get("detail") is not None:
+        return value["detail"]
+    return part.get("detail")
+
+
 class ChatGeneration(Task):
     """Continue a conversation (OpenAI-format messages) whose turns may hold images.
 
@@ -69,6 +76,8 @@ class ChatGeneration(Task):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise fail(f"expected a dict with a role in {sorted(_ROLES)}")
         content = message.get("content")
+        if content is None:
+            raise fail("content is None instead of text or a list of parts")
         if isinstance(content, str):
             return {"role": message["role"], "content": content}
         if not isinstance(content, list):
@@ -77,17 +86,22 @@ class ChatGeneration(Task):
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
-                parts.append({"type": "text", "text": str(part.get("text", ""))})
+                text = part.get("text")
+                if text is None:
+                    raise fail("a text part holds None instead of text")
+                parts.append({"type": "text", "text": str(text)})
             elif kind in ("image", "image_url", "input_image"):
-                parts.extend(
-                    image_parts(
-                        _image_value(part),
-                        self.image_type,
-                        column=MESSAGES_COLUMN,
-                        max_pixels=self.image_max_pixels,
-                        validate=self.validate_images,
-                    )
+                images = image_parts(
+                    _image_value(part),
+                    self.image_type,
+                    column=MESSAGES_COLUMN,
+                    max_pixels=self.image_max_pixels,
+                    validate=self.validate_images,
                 )
+                detail = _detail_of(part)  # a per-part option the backend must keep
+                if detail is not None:
+                    images = [{**image, "detail": detail} for image in images]
+                parts.extend(images)
             else:
                 raise fail(f"unknown content part type {kind!r}")
         return {"role": message["role"], "content": parts}

@@ -1,0 +1,100 @@
+"""Hugging Face image-to-image: serverless (hf-inference), Inference Endpoints, or any server
+with the same task API (``{"inputs": <base64 image>, "parameters": {"prompt": ...}}`` in, image
+bytes out)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pixtill.models.image_editing._encode import upload_bytes
+from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
+from pixtill.models.image_generation.base import ImageGenerationOutput
+from pixtill.models.image_generation.huggingface import _image_from_json
+from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
+from pixtill.models.remote import (
+    HF_ROUTER_URL,
+    HuggingFaceLocation,
+    InvalidResponseError,
+    merged_params,
+)
+from pixtill.models.transport import RequestEngine
+from pixtill.utils.b64 import encode_b64
+
+__all__ = ["InferenceEndpointsImageEditing"]
+
+_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+
+
+class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel):
+    """Image-to-image through Hugging Face's inference task API (e.g. an instruct-pix2pix or
+    a FLUX Kontext model).
+
+    Where the model is served, and the token: as for `InferenceEndpointsImageGeneration`
+    (``model_id`` serverless, ``endpoint_name`` or ``base_url``). The image goes as base64 in
+    ``inputs``, the prompt as ``parameters.prompt``; ``generation_kwargs`` (``negative_prompt``,
+    ``guidance_scale``, ``num_inference_steps``, ``target_size``, ``seed``...) join it in
+    ``parameters``. The task API has no mask: an edit with a mask fails its row with a clear
+    error. ``num_generations`` are separate requests (``seed + k`` for generation ``k`` when a
+    seed is set, else the server's cache is bypassed so the images differ).
+    """
+
+    def _task_url(self) -> str:
+        if self.base_url:
+            return self.base_url
+        root = self._root_url()
+        if root == HF_ROUTER_URL:
+            return f"{root}/hf-inference/models/{self.model_id}"
+        return root
+
+    def _extra_headers(self) -> dict[str, str]:
+        return {"Accept": "image/png, image/*;q=0.9, application/json;q=0.5"}
+
+    async def agenerate(
+        self, input: EditInput, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        if input.get("mask") is not None:
+            raise ValueError(
+                "InferenceEndpointsImageEditing: the image-to-image task API takes no mask; "
+                "use OpenAIImageEditing or DiffusersImageEditing for masked edits"
+            )
+        engine = await self._aengine()
+        parameters = merged_params(self.generation_kwargs, kwargs)
+        parameters.pop("prompt", None)
+        seed = parameters.get("seed")
+        url = self._task_url()
+        headers = None
+        if num_generations > 1 and seed is None:
+            headers = {"x-use-cache": "false"}  # identical requests would get one cached image
+        data, _ = await upload_bytes(input["image"], _FORMATS, self.image_resize)
+        image = encode_b64(data)
+
+        async def one(k: int) -> list[str]:
+            params = {"prompt": input["prompt"], **parameters}
+            if isinstance(seed, int) and k > 0:
+                params["seed"] = seed + k
+            payload = {"inputs": image, "parameters": params}
+            return [await self._request(engine, url, payload, headers)]
+
+        return await gather_images(
+            type(self).__name__, [(1, one(k)) for k in range(num_generations)]
+        )
+
+    async def _request(
+        self,
+        engine: RequestEngine,
+        url: str,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None,
+    ) -> str:
+        body, content_type = await self._post_bytes(engine, url, payload, headers=headers)
+        backend = type(self).__name__
+        if content_type.endswith("json") or body[:1] in (b"{", b"["):
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                raise InvalidResponseError(
+                    backend, f"malformed JSON body ({content_type}, {len(body)} bytes)"
+                ) from None
+            return _image_from_json(decoded, backend)
+        return image_b64_from_bytes(body, backend, f"the response ({content_type})")

@@ -1,0 +1,139 @@
+"""OpenAI's image edits route (``POST /images/edits``, multipart upload)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from pixtill.models.image_editing._encode import upload_bytes
+from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
+from pixtill.models.image_generation.base import ImageGenerationOutput
+from pixtill.models.image_generation.openai import (
+    OPENAI_BASE_URL,
+    gather_images,
+    image_b64_from_bytes,
+)
+from pixtill.models.multipart import FilePart, encode_multipart
+from pixtill.models.remote import (
+    InvalidResponseError,
+    RemoteModel,
+    SecretField,
+    excerpt,
+    merged_params,
+    resolve_secret,
+)
+from pixtill.models.transport import RequestEngine, RequestError
+from pixtill.utils.fast_json import loads
+
+__all__ = ["OpenAIImageEditing"]
+
+_RESERVED = ("model", "prompt", "n", "image", "mask")
+# What the route takes: dall-e-2 only PNG, gpt-image models PNG, JPEG and WEBP.
+_FORMATS = {"dall-e-2": frozenset({"PNG"})}
+_DEFAULT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
+    """Image editing with OpenAI's Images API (gpt-image-1, dall-e-2) or a compatible server.
+
+    Each edit is one ``multipart/form-data`` POST to ``{base_url}/images/edits`` with the
+    ``image`` file, the optional ``mask`` file (PNG; transparent pixels mark what to change; it
+    must have the image's size), the ``prompt``, ``model`` and ``n``. Images are encoded at send
+    time: PNG, JPEG and WEBP go as they are (dall-e-2 gets PNG), any other format as PNG, after
+    ``image_resize`` if set. ``generation_kwargs`` (``size``, ``quality``, ``background``,
+    ``output_format``, ``response_format``...) become form fields. ``num_generations`` goes as
+    ``n``, split into requests of at most ``max_n_per_request`` images. Answers carry base64
+    images (``b64_json``) or URLs, which are fetched without the API key.
+    """
+
+    model: str = Field(default="gpt-image-1", description="Image model, e.g. 'gpt-image-1'.")
+    base_url: str = Field(default=OPENAI_BASE_URL, description="Root of the API (with /v1).")
+    api_key: SecretStr | None = SecretField("API key; defaults to OPENAI_API_KEY at load time.")
+    max_n_per_request: int = Field(default=10, ge=1, description="Images per request at most.")
+    fetch_timeout: float = Field(default=60.0, gt=0, description="Seconds to fetch an image URL.")
+    max_image_bytes: int = Field(default=50 * 2**20, ge=1, description="Size cap of a fetch.")
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def _auth_per_request(self) -> bool:
+        return True  # answered image URLs live on other hosts: they never get the key
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = resolve_secret(self.api_key, "OPENAI_API_KEY")
+        if key is None:
+            if self.base_url.rstrip("/") == OPENAI_BASE_URL:
+                raise ValueError(
+                    "OpenAIImageEditing: no API key: pass api_key= or set OPENAI_API_KEY"
+                )
+            return {}
+        return {"Authorization": f"Bearer {key}"}
+
+    async def agenerate(
+        self, input: EditInput, num_generations: int = 1, **kwargs: Any
+    ) -> list[ImageGenerationOutput]:
+        engine = await self._aengine()
+        params = merged_params(self.generation_kwargs, kwargs)
+        for key in _RESERVED:
+            params.pop(key, None)
+        if self.model.startswith("gpt-image"):
+            params.pop("response_format", None)  # always base64; the API refuses the field
+        formats = _FORMATS.get(self.model, _DEFAULT_FORMATS)
+        image, fmt = await upload_bytes(input["image"], formats, self.image_resize)
+        fields: list[tuple[str, str | FilePart]] = [
+            ("model", self.model),
+            ("prompt", input["prompt"]),
+            ("image", FilePart(image, f"image.{fmt.lower()}", _MIME[fmt])),
+        ]
+        mask = input.get("mask")
+        if mask is not None:
+            data, _ = await upload_bytes(mask, frozenset({"PNG"}), self.image_resize)
+            fields.append(("mask", FilePart(data, "mask.png", "image/png")))
+        fields += [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
+        per = self.max_n_per_request
+        counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
+        return await gather_images(
+            type(self).__name__,
+            [(count, self._request(engine, fields, count)) for count in counts],
+        )
+
+    async def _request(
+        self, engine: RequestEngine, fields: list[tuple[str, str | FilePart]], n: int
+    ) -> list[str]:
+        body, content_type = encode_multipart([*fields, ("n", str(n))])
+        url = f"{self.base_url.rstrip('/')}/images/edits"
+        try:
+            raw, _ = await engine.post_body(url, body, content_type, headers=self._request_auth)
+        except RequestError as exc:
+            error = self._scrub(exc)
+        else:
+            return await self._images(engine, raw)
+        raise error  # outside the handler: the unscrubbed error is not its __context__
+
+    async def _images(self, engine: RequestEngine, raw: bytes) -> list[str]:
+        backend = type(self).__name__
+        try:
+            answer = loads(raw)
+        except ValueError:
+            raise InvalidResponseError(backend, f"malformed JSON body ({len(raw)} bytes)") from None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not data:
+            raise InvalidResponseError(backend, f"the response has no data: {excerpt(answer)}")
+        images: list[str] = []
+        for k, item in enumerate(data):
+            b64 = item.get("b64_json") if isinstance(item, dict) else None
+            link = item.get("url") if isinstance(item, dict) else None
+            if isinstance(b64, str) and b64:
+                images.append(b64)
+            elif isinstance(link, str) and link:
+                fetched = await self._get_bytes(
+                    engine, link, timeout=self.fetch_timeout, max_bytes=self.max_image_bytes
+                )
+                images.append(image_b64_from_bytes(fetched, backend, "the image at the URL"))
+            else:
+                raise InvalidResponseError(backend, f"image {k} has neither b64_json nor url")
+        return images

@@ -1,0 +1,185 @@
+"""Every request or response failure stored in ``error_<step>`` says where: the step, the row
+and, when an input value caused it, the column; through the task API and through a pipeline."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from faults.fault_servers import FaultyOpenAI, png, raw_server
+from http_servers import serve
+from models.fake_providers import FAST, loaded
+from pixtill.models.image_generation import OpenAIImageGeneration
+from pixtill.models.llms import OpenAILLM
+from pixtill.pipeline import Pipeline
+from pixtill.steps import LoadDataFromDicts
+from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration, TextGenerationWithImage
+
+
+@pytest.fixture
+def server() -> Iterator[FaultyOpenAI]:
+    fake = FaultyOpenAI()
+    with serve(fake.app()) as base:
+        fake.base = base
+        yield fake
+
+
+def llm(base: str, **overrides: Any) -> OpenAILLM:
+    return OpenAILLM(
+        model="m", base_url=f"{base}/v1", api_key="k", **{**FAST, "max_retries": 1, **overrides}
+    )
+
+
+def vision(base: str, **overrides: Any) -> TextGenerationWithImage:
+    return TextGenerationWithImage(name="vision", llm=llm(base, **overrides))
+
+
+def data_url() -> str:
+    return "data:image/png;base64," + base64.b64encode(png()).decode()
+
+
+def rows_with(marker: str, image: str | None = None) -> list[dict[str, Any]]:
+    """Three rows; only row 2 carries the fault."""
+    return [
+        {"instruction": "fine", "image": data_url()},
+        {"instruction": "fine too", "image": data_url()},
+        {"instruction": f"describe {marker}", "image": image or data_url()},
+    ]
+
+
+def error_of(rows: list[dict[str, Any]], index: int, step: str = "vision") -> str | None:
+    value = rows[index][METADATA_COLUMN].get(f"error_{step}")
+    return None if value is None else str(value)
+
+
+def task_errors(task: TextGenerationWithImage, rows: list[dict[str, Any]]) -> list[Any]:
+    with loaded(task):
+        out = next(task.process(rows))
+    assert [error_of(out, i) for i in (0, 1)] == [None, None]  # neighbours untouched
+    assert out[2]["generation"] is None
+    return out
+
+
+@pytest.mark.parametrize(
+    ("marker", "says"),
+    [
+        ("[[status:500]]", "HTTP 500"),
+        ("[[status:503]]", "HTTP 503"),
+        ("[[status:422]]", "HTTP 422"),
+        ("[[nochoices]]", "no choices"),
+        ("[[nullcontent]]", "no text content"),
+        ("[[badjson]]", "JSON"),
+        ("[[html]]", "502 Bad Gateway"),
+    ],
+)
+def test_response_failures_name_step_and_row(server: FaultyOpenAI, marker: str, says: str) -> None:
+    out = task_errors(vision(server.base), rows_with(marker))
+    error = error_of(out, 2)
+    assert error is not None
+    assert error.startswith("step 'vision': row 2: "), error
+    assert says in error
+    assert "column" not in error.split(": ")[1]  # not an input value's fault
+
+
+def test_content_null_names_the_backend_once(server: FaultyOpenAI) -> None:
+    error = error_of(task_errors(vision(server.base), rows_with("[[nullcontent]]")), 2)
+    assert error is not None
+    assert error.count("OpenAILLM") == 1, error
+    assert "finish_reason='length'" in error
+
+
+def test_an_image_the_server_could_not_fetch_names_the_column(server: FaultyOpenAI) -> None:
+    image = "http://images.invalid/cat.png"
+    error = error_of(task_errors(vision(server.base), rows_with("[[image400]]", image)), 2)
+    assert error is not None
+    assert error.startswith("step 'vision': row 2, column 'image': "), error
+    assert "HTTP 400" in error and "cat.png" in error
+
+
+def test_an_image_400_about_an_inline_image_names_the_column_too(server: FaultyOpenAI) -> None:
+    error = error_of(task_errors(vision(server.base), rows_with("[[image400]]")), 2)
+    assert error is not None and error.startswith("step 'vision': row 2, column 'image': ")
+
+
+def test_timeouts_name_step_and_row(server: FaultyOpenAI) -> None:
+    task = vision(server.base, timeout=0.3, max_retries=0)
+    error = error_of(task_errors(task, rows_with("[[hang]]")), 2)
+    assert error is not None
+    assert error.startswith("step 'vision': row 2: ") and "timeout" in error.lower(), error
+
+
+@pytest.mark.parametrize("mode", ["reset", "short"])
+def test_resets_and_cut_bodies_name_step_and_row(mode: str) -> None:
+    with raw_server(mode) as base:
+        task = vision(base, max_retries=0)
+        with loaded(task):
+            out = next(task.process([{"instruction": "hi", "image": data_url()}]))
+    error = error_of(out, 0)
+    assert error is not None
+    assert error.startswith("step 'vision': row 0: "), error
+    assert out[0]["generation"] is None
+
+
+def test_the_row_number_is_the_dataset_position_in_a_pipeline(
+    server: FaultyOpenAI, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = [{"instruction": f"q{i}", "image": data_url()} for i in range(5)]
+    data[3]["instruction"] = "q3 [[status:500]]"
+    data[4]["instruction"] = "q4 [[image400]]"
+    data[4]["image"] = "http://images.invalid/dog.png"
+    with Pipeline(name="errors", cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(name="load", data=data, batch_size=2)
+        load >> TextGenerationWithImage(name="vision", llm=llm(server.base), input_batch_size=2)
+    with caplog.at_level(logging.WARNING, logger="pixtill"):
+        distiset = pipeline.run(use_cache=False)
+    rows = [{METADATA_COLUMN: meta} for meta in distiset["vision"][METADATA_COLUMN]]
+    assert [error_of(rows, i) is None for i in range(5)] == [True, True, True, False, False]
+    assert str(error_of(rows, 3)).startswith("step 'vision': row 3: ")
+    assert str(error_of(rows, 4)).startswith("step 'vision': row 4, column 'image': ")
+    # Failed requests log a warning naming step and row, and the run ends with the summary.
+    assert "step 'vision': row 3: " in caplog.text
+    assert "2 of 5 rows failed" in caplog.text
+    assert distiset.failures.failed == 2
+
+
+# -- image generation: result URLs and what comes back ------------------------------------------
+
+
+def painter(base: str, **overrides: Any) -> ImageGeneration:
+    model = OpenAIImageGeneration(
+        model="dall-e-2",
+        base_url=f"{base}/v1",
+        api_key="k",
+        generation_kwargs={"response_format": "url"},
+        **{**FAST, "max_retries": 0, **overrides},
+    )
+    return ImageGeneration(name="paint", image_generation_model=model)
+
+
+@pytest.mark.parametrize(
+    ("marker", "says"),
+    [
+        ("[[url404]]", "404"),
+        ("[[urlhang]]", "time"),
+        ("[[urlbig]]", "too large"),
+        ("[[notimage]]", "not a decodable image"),
+        ("[[cutpng]]", ""),
+    ],
+)
+def test_image_generation_failures_name_step_and_row(
+    server: FaultyOpenAI, marker: str, says: str
+) -> None:
+    task = painter(server.base, fetch_timeout=0.3, max_image_bytes=100_000)
+    prompts = [{"prompt": "a cat"}, {"prompt": f"a dog {marker}"}]
+    with loaded(task):
+        out = next(task.process(prompts))
+    assert error_of(out, 0, "paint") is None and out[0]["image"] is not None
+    error = error_of(out, 1, "paint")
+    assert error is not None
+    assert error.startswith("step 'paint': row 1: "), error
+    assert says.lower() in error.lower(), error
+    assert out[1]["image"] is None  # never stored as a success
