@@ -7,11 +7,12 @@ The setup of `request_engine.py` (a local OpenAI-compatible server in its own pr
 noise PNGs held as base64), but driven through ``Pipeline``: a lazy loader ->
 ``TextGenerationWithImage`` + ``OpenAILLM``, with the cache on and the dataset written (Arrow
 shards with real image columns, memory-mapped by the returned `Distiset`). Each run is a fresh
-subprocess, so its peak RSS is its own. Printed per row count: pixtill rows/s, bare-loop rows/s at the same
-concurrency, their ratio, the Little's-law limit, peak RSS, and the cache size on disk relative
-to the image bytes the rows held, and the dataset plus the cache on disk relative to them
-("disk/images"). Targets: >= 0.8x the bare loop; RSS at 20,000 rows no more than 1.2x that at
-2,000; dataset plus cache <= 1.1x the image bytes. Runs as the CLI does (``tune_process=True``).
+subprocess, so its peak RSS is its own. Printed per row count: pixtill rows/s, bare-loop rows/s
+at the same concurrency, their ratio, the Little's-law limit, peak RSS, the cache size on disk
+relative to the image bytes the rows held, and the dataset plus the cache on disk relative to
+them ("disk/images"). Targets: >= 0.8x the bare loop; RSS at 20,000 rows no more than 1.2x that
+at 2,000; dataset plus cache <= 1.1x the image bytes. Runs as the CLI does
+(``tune_process=True``).
 
 Each row count is measured ``--repeats`` times (default 3) as a pixtill run next to a bare run,
 the order alternating; the ratio printed is the median of the pairs' ratios (every pair's
