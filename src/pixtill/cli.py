@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pixtill import __version__
 from pixtill.errors import PixtillError
 from pixtill.pipeline import Pipeline
+from pixtill.pipeline.executors import Executor, LocalExecutor
 from pixtill.run_report import FailureSummary
 from pixtill.steps.base import _Step
 from pixtill.steps.tasks.base import _Task
@@ -260,6 +261,18 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-progress", action="store_true", help="no progress bars (the summary still prints)"
     )
     parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where the rows run: this process (default) or a Ray cluster (the 'ray' extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster to join ('auto', 'ray://host:10001'); "
+        "default: start a local Ray for the run",
+    )
+    parser.add_argument(
         "--max-failure-rate",
         type=_failure_rate,
         default=0.0,
@@ -294,10 +307,19 @@ def _run(args: argparse.Namespace) -> int:
             output_dir=output,  # written once, in place: save_to_disk below copies nothing
             observer=progress,
             tune_process=True,  # the CLI owns its process (see pixtill.pipeline.runtime)
+            executor=_executor(args),
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")
     return _failure_status(distiset.failures, args.max_failure_rate)
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    if args.executor == "ray":
+        from pixtill.pipeline.executors.ray_executor import RayExecutor
+
+        return RayExecutor(address=args.ray_address)
+    return LocalExecutor()
 
 
 def _failure_status(failures: FailureSummary, max_rate: float) -> int:

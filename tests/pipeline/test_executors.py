@@ -121,7 +121,7 @@ def test_run_uses_the_executor_it_is_given(tmp_path: Path) -> None:
 
 
 def test_an_unknown_executor_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="unknown executor 'slurm'"):
+    with pytest.raises(PipelineError, match="unknown executor 'slurm'; available: 'local', 'ray'"):
         _echo_pipeline(tmp_path).run(executor="slurm", show_progress=False)
     with pytest.raises(PipelineError, match="execute"):
         _echo_pipeline(tmp_path).run(executor=object(), show_progress=False)  # type: ignore[arg-type]

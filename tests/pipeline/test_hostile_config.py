@@ -27,7 +27,9 @@ def _refused(path: Path, match: str) -> None:
     started = time.perf_counter()
     with pytest.raises(PipelineConfigError, match=match):
         Pipeline.from_file(path)
-    assert time.perf_counter() - started < 0.5
+    # A guard against the minutes such files used to cost, not a benchmark: a loaded shared
+    # machine must not fail it (unloaded, each case takes a few milliseconds to ~0.3 s).
+    assert time.perf_counter() - started < 5
 
 
 def test_an_alias_bomb_is_refused(tmp_path: Path) -> None:

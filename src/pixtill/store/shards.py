@@ -151,6 +151,7 @@ class ShardWriter:
         max_shard_bytes: int = 256 * 2**20,
         arrow_directory: Path | None = None,
         parquet: bool = True,
+        name_prefix: str = "data",
     ) -> None:
         if not parquet and arrow_directory is None:
             raise ValueError("a shard writer needs Parquet files, an arrow_directory, or both")
@@ -161,6 +162,7 @@ class ShardWriter:
         self.directory = Path(directory)
         self.arrow_directory = None if arrow_directory is None else Path(arrow_directory)
         self.parquet = parquet
+        self.name_prefix = name_prefix
         self.image_columns = frozenset(image_columns)
         self.rows_per_shard = rows_per_shard
         self.max_shard_bytes = max_shard_bytes
@@ -238,7 +240,7 @@ class ShardWriter:
         if self._open is not None and not self._open.schema.equals(schema, check_metadata=True):
             self._finish_shard()  # the schema widened: these rows start the next shard
         if self._open is None:
-            name = f"data-{len(self._shards):05d}"
+            name = f"{self.name_prefix}-{len(self._shards):05d}"
             path = self.directory / f"{name}.parquet" if self.parquet else None
             arrow_path = None
             if self.arrow_directory is not None:

@@ -10,11 +10,16 @@ __all__ = ["Executor", "LocalExecutor", "RunContext", "RunResult", "resolve_exec
 
 
 def resolve_executor(executor: str | Executor) -> Executor:
-    """``"local"`` -> a `LocalExecutor`; an `Executor` instance is returned as is."""
+    """``"local"`` -> a `LocalExecutor`, ``"ray"`` -> a `RayExecutor` (a local Ray, or the
+    cluster ``ray.init`` already connected to); an `Executor` instance is returned as is."""
     if isinstance(executor, str):
         if executor == "local":
             return LocalExecutor()
-        raise PipelineError(f"unknown executor {executor!r}; available: 'local'")
+        if executor == "ray":
+            from pixtill.pipeline.executors.ray_executor import RayExecutor
+
+            return RayExecutor()
+        raise PipelineError(f"unknown executor {executor!r}; available: 'local', 'ray'")
     if not isinstance(executor, Executor):
         raise PipelineError(
             f"executor must be 'local' or an object with an execute(graph, context) method, "

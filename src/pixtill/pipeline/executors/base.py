@@ -38,6 +38,14 @@ class RunContext:
     world_size: int = 1
     """Which part of the loaders' rows this run reads (`GeneratorStep.process_shard`)."""
 
+    @property
+    def shard_prefix(self) -> str:
+        """How this run's shard files start: ``data`` alone, ``rank00001-of-00004-data`` for
+        one rank of several (ranks write side by side in the same leaf folders)."""
+        if self.world_size == 1:
+            return "data"
+        return f"rank{self.rank:05d}-of-{self.world_size:05d}-data"
+
 
 @dataclass
 class RunResult:

@@ -57,7 +57,11 @@ class LocalExecutor:
     def execute(self, graph: Graph, context: RunContext) -> RunResult:
         order = graph.topological_order()
         for leaf in graph.leaves:
-            shutil.rmtree(context.output_dir / leaf, ignore_errors=True)
+            if context.world_size == 1:
+                shutil.rmtree(context.output_dir / leaf, ignore_errors=True)
+            else:  # other ranks write beside this one: remove only this rank's files
+                for old in (context.output_dir / leaf).glob(f"{context.shard_prefix}-*"):
+                    old.unlink()
         loaded = load_steps(graph, order)
         try:
             run = _Run(graph, context, self.queue_batches, self.reorder_factor)
@@ -115,6 +119,7 @@ class _Run:
                 # bytes are on disk once (Parquet is written on request: `Distiset.to_parquet`).
                 arrow_directory=context.output_dir / leaf,
                 parquet=False,
+                name_prefix=context.shard_prefix,
             )
         for name in order:
             self.summary.steps[name] = StepSummary()
