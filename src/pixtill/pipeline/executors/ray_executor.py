@@ -20,6 +20,7 @@ cluster (``"auto"``, ``"ray://host:10001"``), none starts a local one for the ru
 
 from __future__ import annotations
 
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ class RayExecutor:
         self.num_gpus = num_gpus
         self.max_retries = max_retries
         self.init_kwargs = dict(init_kwargs or {})
+        self.last_peak_rss_mb: list[float] = []
+        """Per rank of the last run, the peak RSS of its worker process (MiB)."""
 
     def execute(self, graph: Graph, context: RunContext) -> RunResult:
         ray = _import_ray()
@@ -108,13 +111,15 @@ class RayExecutor:
             for rank in range(world_size)
         ]
         try:
-            results: list[RunResult] = ray.get(refs)
+            done: list[tuple[RunResult, float]] = ray.get(refs)
         except Exception as exc:
             for ref in refs:
                 ray.cancel(ref, force=True)
             raise PipelineError(
                 f"a rank of the Ray run failed: {type(exc).__name__}: {exc}"
             ) from exc
+        results = [result for result, _ in done]
+        self.last_peak_rss_mb = [rss for _, rss in done]
         files = {leaf: [p for r in results for p in r.files.get(leaf, [])] for leaf in graph.leaves}
         for paths in files.values():
             if len(paths) > 1:
@@ -133,8 +138,9 @@ def rank_cache_path(cache_path: Path, rank: int, world_size: int) -> Path:
 
 def _run_rank(
     graph: Graph, rank: int, world_size: int, context: RunContext, cache_path: Path | None
-) -> RunResult:
-    """One rank, in a Ray worker: the local executor over this rank's shard."""
+) -> tuple[RunResult, float]:
+    """One rank, in a Ray worker: the local executor over this rank's shard; also returns the
+    worker's peak RSS (MiB)."""
     cache = None
     if cache_path is not None:
         cache = ResponseCache(rank_cache_path(cache_path, rank, world_size))
@@ -148,10 +154,11 @@ def _run_rank(
         world_size=world_size,
     )
     try:
-        return LocalExecutor().execute(graph, own)
+        result = LocalExecutor().execute(graph, own)
     finally:
         if cache is not None:
             cache.close()
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _merged(graph: Graph, context: RunContext, results: list[RunResult]) -> RunSummary:
