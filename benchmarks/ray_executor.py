@@ -82,9 +82,8 @@ def main() -> None:
             pipeline.run(output_dir=work / "local" / "out", show_progress=False)
             local_wall = time.perf_counter() - started
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"{'local':>10} {args.rows / local_wall:>8.0f} {local_wall:>7.2f} {'':>12}  {rss:.0f}"
-            )
+            rate = args.rows / local_wall
+            print(f"{'local':>10} {rate:>8.0f} {local_wall:>7.2f} {'':>12}  {rss:.0f}")
             ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False)
             try:
                 for workers in args.workers:
