@@ -59,12 +59,22 @@ class FakeEdits:
         self.api_key = api_key
         self.received: list[Edit] = []
         self.rejected: list[str] = []
+        self.files: dict[str, bytes] = {}  # images answered by URL (response_format=url)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/v1/images/edits", self._edits)
         app.router.add_post("/models/{owner}/{name}", self._image_to_image)
+        app.router.add_get("/files/{name}", self._file)
         return app
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if "Authorization" in request.headers:  # the key must never go to the image host
+            return self._refuse(400, "credentials sent to the image host")
+        data = self.files.get(request.match_info["name"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="image/png")
 
     def _refuse(self, status: int, message: str) -> web.Response:
         self.rejected.append(message)
@@ -127,10 +137,15 @@ class FakeEdits:
         prompt = fields["prompt"]
         self.received.append(Edit("edits", prompt, fields, (image.format or "", image.size), mask))
         index = len(self.received)
-        data_out = [
-            {"b64_json": base64.b64encode(solid_png(image.size, f"{prompt}#{index}#{k}")).decode()}
-            for k in range(n)
-        ]
+        pngs = [solid_png(image.size, f"{prompt}#{index}#{k}") for k in range(n)]
+        if fields.get("response_format") == "url":
+            data_out = []
+            for k, data in enumerate(pngs):
+                name = f"edit-{index}-{k}.png"
+                self.files[name] = data
+                data_out.append({"url": f"{request.url.origin()}/files/{name}"})
+        else:
+            data_out = [{"b64_json": base64.b64encode(data).decode()} for data in pngs]
         return web.json_response({"created": 0, "data": data_out})
 
     async def _image_to_image(self, request: web.Request) -> web.Response:

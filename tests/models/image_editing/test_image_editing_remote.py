@@ -126,6 +126,16 @@ def test_openai_edit_converts_for_dall_e_2_and_fails_bad_rows_alone(
     assert "column 'prompt'" in rows[2][METADATA_COLUMN]["error_edit"]
 
 
+def test_openai_edit_url_answers_are_fetched_without_the_key(fake: FakeEdits, url: str) -> None:
+    model = openai_editor(url, model="dall-e-2", generation_kwargs={"response_format": "url"})
+    task = ImageEditing(name="edit", image_editing_model=model, num_generations=2)
+    with loaded(task):
+        rows = task.process_batch([{"image": image_bytes(16, 16), "prompt": "add a moon"}])
+    assert fake.rejected == []
+    assert fake.received[0].fields["response_format"] == "url"
+    assert [image_from_str(r["edited_image"]).size for r in rows] == [(16, 16)] * 2
+
+
 def test_openai_edit_error_is_scrubbed_and_per_row(fake: FakeEdits, url: str) -> None:
     fake.api_key = "another-key"
     task = ImageEditing(name="edit", image_editing_model=openai_editor(url))

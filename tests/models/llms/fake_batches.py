@@ -123,6 +123,7 @@ class FakeBatches:
         self.uploads = 0
         self.rejected: list[str] = []
         self.downloads = 0
+        self.echo_key: str | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=512 * 2**20)
@@ -137,12 +138,15 @@ class FakeBatches:
 
     def _refuse(self, message: str, status: int = 400) -> web.Response:
         self.rejected.append(message)
+        if status == 401 and self.echo_key is not None:  # servers sometimes echo a bad key
+            message = f"{message}: {self.echo_key}"
         return web.json_response({"error": {"message": message}}, status=status)
 
     # ------------------------------------------------------------------ OpenAI
 
     def _openai_auth(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        self.echo_key = request.headers.get("Authorization")
+        return self.echo_key == f"Bearer {self.api_key}"
 
     async def _upload(self, request: web.Request) -> web.Response:
         if not self._openai_auth(request):
@@ -268,6 +272,7 @@ class FakeBatches:
     # ------------------------------------------------------------------ Anthropic
 
     def _anthropic_auth(self, request: web.Request) -> bool:
+        self.echo_key = request.headers.get("x-api-key")
         return (
             request.headers.get("x-api-key") == self.api_key
             and request.headers.get("anthropic-version") == "2023-06-01"

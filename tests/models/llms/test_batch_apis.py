@@ -222,6 +222,20 @@ def test_anthropic_batch_one_request_per_generation(
     assert "errored" in rows[6][METADATA_COLUMN]["error_caption"]
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_refused_key_is_never_shown(
+    provider: str, fake: FakeBatches, url: str, tmp_path: Path
+) -> None:
+    fake.api_key = "the-right-key"  # the server refuses KEY and echoes it back
+    llm = openai_llm(url, tmp_path) if provider == "openai" else anthropic_llm(url, tmp_path)
+    with loaded(llm), pytest.raises(Exception, match="401") as raised:
+        llm.generate([[{"role": "user", "content": "hello"}]])
+    assert "***" in str(raised.value)  # the echoed key was there, and was scrubbed
+    assert KEY not in str(raised.value)
+    assert KEY[:12] not in str(raised.value)
+    assert not (tmp_path / "batches").exists() or not any((tmp_path / "batches").iterdir())
+
+
 class _Fields(TextGenerationWithImage):
     def get_structured_output(self) -> dict[str, Any]:
         return {
