@@ -106,10 +106,17 @@ class RayExecutor:
             runtime=context.runtime,
             rows_per_shard=context.rows_per_shard,
         )
-        refs = [
-            run_rank.remote(graph, rank, world_size, shipped, cache_path)
-            for rank in range(world_size)
-        ]
+        try:
+            refs = [
+                run_rank.remote(graph, rank, world_size, shipped, cache_path)
+                for rank in range(world_size)
+            ]
+        except Exception as exc:  # pickling the graph for the workers failed
+            raise PipelineError(
+                f"pipeline {graph.name!r} cannot be sent to Ray workers ({type(exc).__name__}: "
+                f"{exc}); every step must be picklable: a loader holding a generator cannot be, "
+                "use a list, a file or a Hub dataset"
+            ) from exc
         try:
             done: list[tuple[RunResult, float]] = ray.get(refs)
         except Exception as exc:
