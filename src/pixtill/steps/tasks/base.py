@@ -109,6 +109,7 @@ class _Task(Step):
 
     def load(self) -> None:
         super().load()
+        self._failure_warnings = None  # each run logs its own first failures
         self.model.load()
 
     def unload(self) -> None:
