@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pixtill.errors import RowError
+from pixtill.errors import ModelUnavailableError, RowError
 from pixtill.pipeline.errors import worker_error
 from pixtill.pipeline.executors.base import RunContext, RunResult, load_steps, unload_steps
 from pixtill.pipeline.executors.scheduling import run_batches, run_streaming
@@ -138,6 +138,8 @@ class _Run:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     exc = task.exception()
+                    if isinstance(exc, ModelUnavailableError):
+                        raise exc  # names its step and model already: one clear line
                     if exc is not None:
                         raise worker_error(workers[task], exc) from exc
         except BaseException:
