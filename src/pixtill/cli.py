@@ -408,6 +408,12 @@ def _tiny_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _viewer_cli() -> Any:
+    from pixtill.viewer import cli as viewer_cli
+
+    return viewer_cli
+
+
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     from pixtill import demo
 
@@ -425,6 +431,12 @@ register(
     help="caption, question and repaint sample images offline, and write the dataset",
     add_arguments=_demo_arguments,
     handler=_demo,
+)
+register(
+    "view",
+    help="look at a dataset in the browser (a local page, or --export a static folder)",
+    add_arguments=lambda parser: _viewer_cli().add_arguments(parser),
+    handler=lambda args: _viewer_cli().run(args),
 )
 register(
     "tiny-models",

@@ -300,6 +300,12 @@ class Distiset(dict[str, "datasets.Dataset"]):
         ]
         return "Distiset({\n" + ",\n".join(lines) + "\n})"
 
+    def _repr_html_(self) -> str:
+        """A small gallery of each leaf's first rows, for notebooks (escaped HTML)."""
+        from pixtill.viewer.notebook import gallery_html
+
+        return gallery_html(self)
+
 
 def _column_to_image(dataset: Any, column: str, leaf: str) -> Any:
     features = dataset.features.copy()

@@ -298,8 +298,15 @@ class _Task(Step):
         return output
 
     def _shape(self, row: Row, outputs: list[dict[str, Any]]) -> list[Row]:
-        """Attach outputs to the row: one row per generation, or one grouped row."""
-        model_name = {self.output_mappings.get("model_name", "model_name"): self._model_name}
+        """Attach outputs to the row: one row per generation, or one grouped row.
+
+        The model's name goes to ``model_name`` (as in distilabel), or where an output mapping
+        sends it; when the row already has a ``model_name`` (an earlier task in a chain wrote
+        it) and no mapping says otherwise, to ``model_name_<step name>``, so both survive."""
+        model_column = self.output_mappings.get("model_name")
+        if model_column is None:
+            model_column = "model_name" if "model_name" not in row else f"model_name_{self.name}"
+        model_name = {model_column: self._model_name}
         if not self.group_generations:
             return [{**row, **out, **model_name} for out in outputs]
         grouped: dict[str, Any] = {}
