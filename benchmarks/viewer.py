@@ -131,6 +131,9 @@ def measure(root: Path) -> dict[str, float]:
     failed = data.page(0, Query(failed=True), 0, 50, image_url(0))
     filtered = time.perf_counter() - t0
     t0 = time.perf_counter()
+    found = data.page(0, Query(search="NUMBER 4242"), 0, 50, image_url(0))
+    search = time.perf_counter() - t0
+    t0 = time.perf_counter()
     data.page(0, Query(), data.leaves[0].num_rows - 50, 50, image_url(0))
     last_page = time.perf_counter() - t0
     return {
@@ -141,6 +144,8 @@ def measure(root: Path) -> dict[str, float]:
         "last_page_s": last_page,
         "sort_s": sort,
         "filter_s": filtered,
+        "search_s": search,
+        "found": found.total,
         "import_rss_mb": baseline_rss,
         "open_rss_mb": open_rss,
         "peak_rss_mb": peak_rss_mb(),
@@ -157,7 +162,7 @@ def main() -> None:
         return
     print(
         "rows | open + first page + thumbnail | bare first row group | last page | "
-        "sort by score | failed filter | RSS after import / open / peak"
+        "sort by score | failed filter | search | RSS after import / open / peak"
     )
     for rows in args.rows:
         with tempfile.TemporaryDirectory(prefix="pixtill-view-bench-") as tmp:
@@ -173,6 +178,7 @@ def main() -> None:
             f"{r['rows']:,} | {r['open_s']:.3f} s ({r['open_s'] / r['bare_s']:.0f}x bare) | "
             f"{r['bare_s'] * 1000:.1f} ms | {r['last_page_s'] * 1000:.0f} ms | "
             f"{r['sort_s']:.2f} s | {r['filter_s']:.2f} s ({r['failed']:,} rows) | "
+            f"{r['search_s']:.2f} s ({r['found']:,} rows) | "
             f"{r['import_rss_mb']:.0f} / {r['open_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB"
         )
 

@@ -72,7 +72,11 @@ class PixelStatsVLM(AsyncLLM):
     ) -> GenerateOutput:
         content = input[-1]["content"]
         question = " ".join(p["text"] for p in content if p["type"] == "text")
-        refs: list[ImageRef] = [p["image"] for p in content if p["type"] == "image"]
+        # Images arrive as OpenAI `image_url` parts (a URL or a data URL); `from_value` takes
+        # the reference the task attached to it instead of decoding the base64 again.
+        refs = [
+            ImageRef.from_value(p["image_url"]["url"]) for p in content if p["type"] == "image_url"
+        ]
         facts = []
         for ref in refs:
             image = ref.to_pil().convert("RGB")

@@ -14,11 +14,11 @@ from typing import Any
 from PIL import Image
 from pydantic import PrivateAttr
 
-from pixtill.images import ImageRef
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
+from pixtill.models.llms._wire import _image_of
 from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
 
 
@@ -30,7 +30,8 @@ def describe_content(content: Any) -> str:
         if part["type"] == "text":
             pieces.append(part["text"])
         else:
-            ref: ImageRef = part["image"]
+            ref = _image_of(part)
+            assert ref is not None, part
             if ref.kind == "url":
                 pieces.append(f"<url {ref.url}>")
             else:

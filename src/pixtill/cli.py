@@ -293,6 +293,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")
+    print(f"Look at it in your browser: pixtill view {output}")
     return _failure_status(distiset.failures, args.max_failure_rate)
 
 

@@ -87,6 +87,19 @@ def _run(config_path: Path, out: Path) -> Distiset:
     return Distiset.load_from_disk(out)
 
 
+def test_a_run_says_how_to_look_at_its_result(
+    keyless_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PIXTILL_CACHE_DIR", str(tmp_path / "cache"))
+    config = yaml.safe_load((EXAMPLES / "01_caption_ollama.yaml").read_text())
+    _server("/v1")(config, keyless_url)
+    _run(_write(config, tmp_path), tmp_path / "out")
+    assert f"pixtill view {tmp_path / 'out'}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_every_config_loads_and_keeps_no_secret(name: str) -> None:
     text = (EXAMPLES / name).read_text()

@@ -252,9 +252,9 @@ def test_metadata_stays_a_struct_with_system_prompt_and_images(tmp_path: Path) -
     raw_input = dataset[0][METADATA_COLUMN]["raw_input_cap"]
     assert raw_input[0] == {
         "role": "system",
-        "content": [{"type": "text", "text": "Be terse.", "image": None}],
+        "content": [{"type": "text", "text": "Be terse.", "image_url": None}],
     }
-    assert raw_input[1]["content"][1]["image"].startswith("sha256:")
+    assert raw_input[1]["content"][1]["image_url"]["url"].startswith("sha256:")
 
 
 class SortDescending(GlobalStep):

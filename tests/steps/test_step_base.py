@@ -30,7 +30,7 @@ def test_every_yielded_batch_is_used_and_mappings_apply() -> None:
         [{"body": "b", "shout": "B"}, {"body": "c", "shout": "C"}],
     ]
     assert step.get_inputs() == {"text": True, "lang": False}
-    assert step.name == "split_in_two"
+    assert step.name == "split_in_two_0"
 
 
 def test_missing_required_column_names_step_column_row() -> None:

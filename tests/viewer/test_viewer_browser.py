@@ -157,14 +157,28 @@ def test_the_demo_output_shows_its_images(
     for shown in (tmp_path / "dataset", tmp_path / "parquet"):
         with ViewerServer(ViewerData.open(shown)) as running:
             open_page(chrome, running.url)
-            assert chrome.execute_script(SHOWN_ROWS) == [0, 1]
-            widths = wait_for(chrome, IMAGES_DECODED)
-            assert len(widths) == 4 and all(w > 0 for w in widths)  # source and generated
-            headers = chrome.execute_script(
-                "return Array.from(document.querySelectorAll('#rows th')).map(t => t.textContent)"
-            )
-            assert headers[1:3] == ["image", "generated_image"]  # side by side
-            assert {"caption", "caption_model", "image_model"} <= set(headers)
+            tabs = chrome.find_elements("css selector", "#tabs .tab")
+            names = [t.text.split(" (")[0] for t in tabs]
+            assert demo.LEAF in names
+            for index, name in enumerate(names):  # every leaf's images decode
+                tab = chrome.find_elements("css selector", "#tabs .tab")[index]  # re-rendered
+                if tab.get_attribute("aria-selected") != "true":
+                    _rows_after(chrome, tab.click)
+                chrome.execute_script(
+                    "document.querySelectorAll('#rows img').forEach(i => i.loading = 'eager')"
+                )
+                if chrome.execute_script("return document.querySelectorAll('#rows img').length"):
+                    assert all(w > 0 for w in wait_for(chrome, IMAGES_DECODED)), name
+                if name != demo.LEAF:
+                    continue
+                assert chrome.execute_script(SHOWN_ROWS) == [0, 1]
+                assert len(wait_for(chrome, IMAGES_DECODED)) == 4  # source and generated
+                headers = chrome.execute_script(
+                    "return Array.from(document.querySelectorAll('#rows th'))"
+                    ".map(t => t.textContent)"
+                )
+                assert headers[1:3] == ["image", "generated_image"]  # side by side
+                assert {"caption", "caption_model", "image_model"} <= set(headers)
 
 
 def test_the_readme_screenshot_script_writes_a_small_png(tmp_path: Path) -> None:
@@ -184,3 +198,32 @@ def test_the_readme_screenshot_script_writes_a_small_png(tmp_path: Path) -> None
     with Image.open(out) as image:
         assert image.size[0] == 1180 and image.size[1] > 600
     assert out.stat().st_size < 100_000
+
+
+def test_the_grid_layout_shows_cards(chrome: Any, server: ViewerServer) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    open_page(chrome, server.url)
+    layout = Select(chrome.find_element("id", "layout"))
+    before = chrome.execute_script("return document.body.dataset.ready")
+    layout.select_by_value("grid")
+    wait_for(
+        chrome, f"return document.body.dataset.ready && document.body.dataset.ready != {before!r}"
+    )
+    cards = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#grid .card'))"
+        ".map(c => [+c.dataset.row, c.classList.contains('failed')])"
+    )
+    assert cards == [[i, i in FAILED_ROWS] for i in range(6)]
+    assert chrome.execute_script("return document.getElementById('rows').hidden")
+    widths = wait_for(
+        chrome,
+        "const i = Array.from(document.querySelectorAll('#grid img'));"
+        "return i.length && i.every(x => x.complete) && i.map(x => x.naturalWidth)",
+    )
+    assert len(widths) == 10 and all(w > 0 for w in widths)
+    hostile = chrome.execute_script(
+        "return document.querySelector('#grid .card[data-row=\"2\"] .text').textContent"
+    )
+    assert hostile == HOSTILE and chrome.execute_script("return window.__pwned") is None
+    layout.select_by_value("table")

@@ -288,3 +288,46 @@ def test_the_view_command_serves_until_stopped(saved: Path) -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
+
+
+def test_image_lists_and_metadata_stored_as_json_text(tmp_path: Path) -> None:
+    import datasets
+
+    from viewer_helpers import png
+
+    features = datasets.Features(
+        {
+            "images": datasets.Sequence(datasets.Image()),
+            "tags": datasets.Sequence(datasets.Value("string")),
+            "pixtill_metadata": datasets.Value("string"),  # JSON text, as the writer may store it
+        }
+    )
+    rows = {
+        "images": [[png((255, 0, 0)), png((0, 0, 255), (20, 20))], []],
+        "tags": [["<i>x</i>", "red"], ["blue"]],
+        "pixtill_metadata": [
+            json.dumps({"error_paint": None, "statistics_paint": {"input_tokens": [3, 4]}}),
+            json.dumps({"error_paint": "step 'paint': row 1: HTTP 500"}),
+        ],
+    }
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "d.parquet"))
+    data = ViewerData.open(tmp_path / "d.parquet")
+    kinds = {c["name"]: c["kind"] for c in data.leaves_json()[0]["columns"]}
+    assert kinds["images"] == "images" and kinds["tags"] == "other"
+    first, second = _page(data)["rows"]
+    assert [
+        cell["thumb"].endswith(f"k={k}&size=thumb")
+        for k, cell in enumerate(first["cells"]["images"])
+    ] == [True, True]
+    assert second["cells"]["images"] == []
+    assert first["tokens"] == {"input": 7, "output": 0} and first["error"] is None
+    assert second["error"] == "step 'paint': row 1: HTTP 500"
+    assert first["cells"]["tags"] == '["<i>x</i>", "red"]'
+    assert [r["row"] for r in _page(data, Query(failed=True))["rows"]] == [1]
+    assert [r["row"] for r in _page(data, Query(search="BLUE"))["rows"]] == [1]
+    import io
+
+    from PIL import Image
+
+    body, _ = data.image(0, 0, "images", 1, "full")
+    assert Image.open(io.BytesIO(body)).size == (20, 20)

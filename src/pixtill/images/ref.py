@@ -93,6 +93,9 @@ class ImageRef:
             raise ValueError(f"unknown image_type {image_type!r}; expected one of {IMAGE_TYPES}")
         if max_pixels is not None and max_pixels < 1:
             raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+        held = getattr(value, "__image_ref__", None)  # `pixtill.image_url.ImageURL`: no re-decode
+        if isinstance(held, ImageRef):
+            value = held
         if isinstance(value, ImageRef):
             if max_pixels is None or max_pixels == value.max_pixels:
                 return value

@@ -1,7 +1,40 @@
 from pixtill.models.image_generation import (
     AsyncImageGenerationModel,
+    DiffusersImageGeneration,
     ImageGenerationModel,
+    InferenceEndpointsImageGeneration,
+    OpenAIImageGeneration,
 )
-from pixtill.models.llms import LLM, AsyncLLM
+from pixtill.models.llms import (
+    LLM,
+    AnthropicBatchLLM,
+    AnthropicLLM,
+    AsyncLLM,
+    GenerateOutput,
+    InferenceEndpointsLLM,
+    OpenAIBatchLLM,
+    OpenAILLM,
+    TransformersLLM,
+    vLLM,
+)
+from pixtill.models.llms.typing import HiddenState
 
-__all__ = ["LLM", "AsyncImageGenerationModel", "AsyncLLM", "ImageGenerationModel"]
+# distilabel's ``distilabel.models`` exposes every backend; so does this package.
+__all__ = [
+    "LLM",
+    "AnthropicBatchLLM",
+    "AnthropicLLM",
+    "AsyncImageGenerationModel",
+    "AsyncLLM",
+    "DiffusersImageGeneration",
+    "GenerateOutput",
+    "HiddenState",
+    "ImageGenerationModel",
+    "InferenceEndpointsImageGeneration",
+    "InferenceEndpointsLLM",
+    "OpenAIBatchLLM",
+    "OpenAIImageGeneration",
+    "OpenAILLM",
+    "TransformersLLM",
+    "vLLM",
+]

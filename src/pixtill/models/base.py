@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -32,10 +33,16 @@ class BaseModel(PydanticModel, ABC):
     )
 
     _loaded: bool = PrivateAttr(default=False)
+    # distilabel's models log through ``self._logger`` (set in `load`); subclasses written
+    # for distilabel expect it.
+    _logger: logging.Logger = PrivateAttr(
+        default_factory=lambda: logging.getLogger("pixtill.models")
+    )
 
     def load(self) -> None:
         """Prepare the model (open clients, load weights). Called once before use."""
         self._loaded = True
+        self._logger = logging.getLogger(f"pixtill.models.{type(self).__name__}")
 
     def unload(self) -> None:
         """Free what `load` acquired."""

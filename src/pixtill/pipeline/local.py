@@ -620,3 +620,13 @@ def _loaded_copy(step: Step) -> Step:
     replica = step.model_copy(deep=True)
     replica.load()
     return replica
+
+
+def __getattr__(name: str) -> object:
+    # distilabel users import ``Pipeline`` from ``<package>.pipeline.local``; importing it at
+    # the top would be a cycle (the pipeline imports this executor).
+    if name == "Pipeline":
+        from pixtill.pipeline.dag import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

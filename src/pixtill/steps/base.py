@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Annotated, Any, Protocol, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 
 from pixtill.errors import MissingColumnError, StepConfigError
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
@@ -24,6 +31,9 @@ class StepGraph(Protocol):
     """What a step needs from the pipeline it is declared in (kept abstract so that steps never
     import the pipeline package)."""
 
+    @property
+    def steps(self) -> Mapping[str, _Step]: ...
+
     def add_step(self, step: _Step) -> None: ...
 
     def add_edge(self, upstream: _Step, downstream: _Step) -> None: ...
@@ -31,6 +41,20 @@ class StepGraph(Protocol):
 
 ACTIVE_GRAPH: ContextVar[StepGraph | None] = ContextVar("pixtill_active_graph", default=None)
 StepT = TypeVar("StepT", bound="_Step")
+
+
+def default_step_name(class_name: str, taken: Mapping[str, object] | None = None) -> str:
+    """distilabel's default name: ``<snake_case class name>_<n>``, ``n`` the first index not
+    ``taken`` in the pipeline (``TextGenerationWithImage`` -> ``text_generation_with_image_0``).
+
+    Metadata keys are built from step names (``raw_output_text_generation_with_image_0``), so
+    code written for distilabel finds its keys under the same names.
+    """
+    base = _CAMEL.sub("_", class_name).lower()
+    index = 0
+    while taken is not None and f"{base}_{index}" in taken:
+        index += 1
+    return f"{base}_{index}"
 
 
 def normalize_columns(columns: StepColumns) -> dict[str, bool]:
@@ -43,7 +67,10 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
 class _Step(BaseModel, ABC):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
 
-    name: str = Field(default="", description="Unique name; defaults to the class name.")
+    name: str = Field(
+        default="",
+        description="Unique name; defaults to `<snake_case class name>_<n>` as in distilabel.",
+    )
     input_mappings: dict[str, str] = Field(
         default_factory=dict,
         description="{step input column: dataset column} read under another name.",
@@ -60,16 +87,39 @@ class _Step(BaseModel, ABC):
     _logger: logging.Logger = PrivateAttr()
     _graph: StepGraph | None = PrivateAttr(default=None)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _join_given_pipeline(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """``Step(..., pipeline=p)`` (distilabel's keyword) joins ``p`` as if the step were
+        created inside ``with p:``."""
+        if not isinstance(data, dict) or data.get("pipeline") is None:
+            if isinstance(data, dict) and "pipeline" in data:
+                data = {k: v for k, v in data.items() if k != "pipeline"}
+            return handler(data)
+        data = dict(data)
+        token = ACTIVE_GRAPH.set(data.pop("pipeline"))
+        try:
+            return handler(data)
+        finally:
+            ACTIVE_GRAPH.reset(token)
+
+    @property
+    def pipeline(self) -> StepGraph | None:
+        """The pipeline the step was declared in (or given with ``pipeline=``), else None."""
+        return self._graph
+
     def model_post_init(self, context: Any, /) -> None:
         # Runs before the step joins a pipeline, so the pipeline sees the final name.
+        graph = ACTIVE_GRAPH.get()
         if not self.name:
-            self.name = _CAMEL.sub("_", type(self).__name__).lower()
+            self.name = default_step_name(
+                type(self).__name__, graph.steps if graph is not None else None
+            )
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
             raise StepConfigError(
                 f"step name {self.name!r} may only hold letters, digits, '_' and '-'"
             )
         self._logger = logging.getLogger(f"pixtill.steps.{self.name}")
-        graph = ACTIVE_GRAPH.get()
         if graph is not None:
             self._graph = graph
             graph.add_step(self)

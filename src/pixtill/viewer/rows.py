@@ -179,6 +179,20 @@ def _failed_mask(values: pa.Array) -> pa.Array:
     return pa.array([row_error(v) is not None for v in values.to_pylist()])
 
 
+def _as_text(values: pa.Array) -> pa.Array:
+    """A column as text to search in: strings as they are, numbers and booleans cast, anything
+    nested as the JSON the page shows."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return values
+    if pa.types.is_primitive(values.type):
+        return pc.cast(values, pa.string())
+    texts = [
+        None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+        for v in values.to_pylist()
+    ]
+    return pa.array(texts, type=pa.string())
+
+
 def _batches_with_offsets(
     leaf: Leaf, columns: Sequence[str]
 ) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -218,18 +232,7 @@ def select_rows(leaf: Leaf, columns: Sequence[Column], query: Query) -> pa.Array
         if query.search:
             hit = pa.array([False] * batch.num_rows)
             for name in texts:
-                values = batch.column(name)
-                if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-                    values = (
-                        pc.cast(values, pa.string())
-                        if pa.types.is_primitive(values.type)
-                        else pa.array(
-                            [
-                                None if v is None else json.dumps(v, default=str)
-                                for v in values.to_pylist()
-                            ]
-                        )
-                    )
+                values = _as_text(batch.column(name))
                 found = pc.match_substring(values, query.search, ignore_case=True)
                 hit = pc.or_(hit, pc.fill_null(found, False))
             mask = pc.and_(mask, hit)

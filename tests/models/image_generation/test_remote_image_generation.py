@@ -61,16 +61,19 @@ def image_task(model: Any, num_generations: int = 1) -> ImageGeneration:
 
 
 def test_openai_b64_answer(fake: FakeProviders, url: str) -> None:
-    model = openai_model(url, generation_kwargs={"size": "32x24", "quality": "standard"})
+    # A compatible server's own model: it takes any "<w>x<h>" size (DALL·E models would not).
+    model = openai_model(
+        url, model="local-diffusion", generation_kwargs={"size": "32x24", "quality": "standard"}
+    )
     with loaded(image_task(model)) as task:
         rows = next(task.process([{"prompt": "a white siamese cat"}]))
     assert len(rows) == 1
     image = image_from_str(rows[0]["image"])
     assert (image.format, image.size) == ("PNG", (32, 24))
-    assert rows[0]["model_name"] == "dall-e-3"
+    assert rows[0]["model_name"] == "local-diffusion"
     (received,) = fake.received_on("images")
     assert received.payload == {
-        "model": "dall-e-3",
+        "model": "local-diffusion",
         "prompt": "a white siamese cat",
         "n": 1,
         "size": "32x24",
@@ -84,7 +87,7 @@ def test_openai_b64_answer(fake: FakeProviders, url: str) -> None:
 
 def test_openai_url_answer_is_fetched_without_the_key(fake: FakeProviders, url: str) -> None:
     model = openai_model(
-        url, model="dall-e-2", generation_kwargs={"response_format": "url", "size": "16x16"}
+        url, model="local-diffusion", generation_kwargs={"response_format": "url", "size": "16x16"}
     )
     with loaded(image_task(model, num_generations=2)) as task:
         rows = next(task.process([{"prompt": "a fox"}]))

@@ -78,7 +78,10 @@ def test_seed_example_with_an_image_url(fake: FakeProviders, url: str) -> None:
     assert row["generation"] == "[0] What’s in this image? | images: JPEG 64x48"
     assert row["model_name"] == MODEL
     meta = row[METADATA_COLUMN]
-    assert meta["raw_input_vision_gen"][0]["content"][1] == {"type": "image", "image": image_url}
+    assert meta["raw_input_vision_gen"][0]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": image_url},
+    }
     assert meta["statistics_vision_gen"] == {"input_tokens": 14, "output_tokens": 9}
     (received,) = fake.received_on("chat")
     assert received.payload["model"] == MODEL

@@ -75,7 +75,7 @@ def test_one_row_with_an_image(fake: FakeProviders, url: str) -> None:
     assert meta["statistics_vision"] == {"input_tokens": 12, "output_tokens": 7}
     # raw_input holds a content hash, never the image itself.
     assert b64(png) not in json.dumps(meta)
-    assert meta["raw_input_vision"][0]["content"][1]["image"].startswith("sha256:")
+    assert meta["raw_input_vision"][0]["content"][1]["image_url"]["url"].startswith("sha256:")
     (received,) = fake.received_on("chat")
     assert received.payload["model"] == "gpt-4o-mini"
     assert "n" not in received.payload
@@ -120,7 +120,10 @@ def test_url_images_are_passed_through_untouched(fake: FakeProviders, url: str) 
         ("url", None, None),
     ]
     assert rows[0]["generation"] is not None
-    assert rows[0][METADATA_COLUMN]["raw_input_vision"][0]["content"][1]["image"] == local
+    assert rows[0][METADATA_COLUMN]["raw_input_vision"][0]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": local},
+    }
 
 
 def test_chat_generation_multi_turn_with_system_and_images(fake: FakeProviders, url: str) -> None:

@@ -82,9 +82,9 @@ def test_text_generation_with_one_and_several_images(
     # Every image expands into the same number of placeholder tokens.
     assert two - one >= VLM_IMAGE_TOKENS
     raw = rows[1][METADATA_COLUMN]["raw_input_vision"]
-    images = [p for p in raw[-1]["content"] if p["type"] == "image"]
+    images = [p for p in raw[-1]["content"] if p["type"] == "image_url"]
     assert len(images) == 2
-    assert all(p["image"].startswith("sha256:") for p in images)
+    assert all(p["image_url"]["url"].startswith("sha256:") for p in images)
 
 
 def test_multi_turn_chat_with_images(llm: TransformersLLM) -> None:

@@ -59,7 +59,7 @@ def test_group_generations_lists() -> None:
     meta = row[METADATA_COLUMN]
     assert len(meta["raw_output_gen"]) == 2
     assert len(meta["statistics_gen"]) == 2
-    assert meta["raw_input_gen"] == [{"role": "user", "content": [{"type": "text", "text": "a"}]}]
+    assert meta["raw_input_gen"] == [{"role": "user", "content": "a"}]
     assert row["model_name"] == "test/describing-vlm"
 
 
@@ -92,7 +92,7 @@ def test_generation_kwargs_reach_sync_llm() -> None:
     task.load()
     rows = next(task.process([{"instruction": "a"}, {"instruction": "b"}]))
     assert [r["generation"] for r in rows] == ["s0", "s1"]
-    assert task.name == "text_generation"
+    assert task.name == "text_generation_0"
 
 
 def test_mappings() -> None:

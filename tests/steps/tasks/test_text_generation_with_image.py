@@ -42,7 +42,7 @@ def test_seed_000_url_example() -> None:
             "role": "user",
             "content": [
                 {"type": "text", "text": "What’s in this image?"},
-                {"type": "image", "image": BOARDWALK},
+                {"type": "image_url", "image_url": {"url": BOARDWALK}},
             ],
         }
     ]

@@ -10,7 +10,7 @@ from typing import Any
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
-from pixtill.models.image_generation.huggingface import _image_from_json
+from pixtill.models.image_generation.huggingface.inference_endpoints import _image_from_json
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
 from pixtill.models.remote import (
     HF_ROUTER_URL,

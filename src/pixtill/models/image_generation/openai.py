@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
 
 from pixtill.images import ImageError, ImageRef
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
+from pixtill.models.image_generation.params import check_openai_image_params
 from pixtill.models.remote import (
     InvalidResponseError,
     RemoteModel,
@@ -86,7 +88,18 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
     fetched (with ``fetch_timeout`` and ``max_image_bytes``) and converted to base64, without the
     API key. ``num_generations`` is sent as ``n``, split into requests of at most
     ``max_n_per_request`` images (dall-e-3 takes only 1).
+
+    ``response_format``, ``quality``, ``size`` and ``style`` are checked against the values the
+    API documents for the model (`check_openai_image_params`): a bad value in
+    ``generation_kwargs`` fails construction, one passed to `generate`/`agenerate` raises
+    ``ValueError`` at the call.
+
+    As in distilabel, an OpenAI SDK client (``openai.AsyncOpenAI`` or a compatible object with
+    ``images.generate``) assigned to ``_aclient`` is used instead of pixtill's HTTP engine;
+    its retries and limits are then the SDK's.
     """
+
+    _aclient: Any = PrivateAttr(default=None)
 
     model: str = Field(default="dall-e-3", description="Image model, e.g. 'dall-e-3'.")
     base_url: str = Field(default=OPENAI_BASE_URL, description="Root of the API (with /v1).")
@@ -102,6 +115,23 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
     @property
     def model_name(self) -> str:
         return self.model
+
+    @model_validator(mode="after")
+    def _check_generation_kwargs(self) -> Self:
+        check_openai_image_params(type(self).__name__, self.model, self.generation_kwargs)
+        return self
+
+    def _checked_params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = merged_params(self.generation_kwargs, kwargs)
+        check_openai_image_params(type(self).__name__, self.model, params)
+        return params
+
+    def generate(
+        self, inputs: list[str], num_generations: int = 1, **kwargs: Any
+    ) -> list[list[ImageGenerationOutput]]:
+        """`agenerate` for each prompt; bad parameters raise here, before any request."""
+        self._checked_params(kwargs)
+        return super().generate(inputs, num_generations, **kwargs)
 
     @property
     def _auth_per_request(self) -> bool:
@@ -126,8 +156,9 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        engine = await self._aengine()
-        params = merged_params(self.generation_kwargs, kwargs)
+        if not isinstance(input, str):
+            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {input!r}")
+        params = self._checked_params(kwargs)
         for key in _RESERVED:
             params.pop(key, None)
         if self.model.startswith("gpt-image"):
@@ -137,18 +168,38 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         payload: dict[str, Any] = {"model": self.model, "prompt": input, **params}
         per = self.n_per_request
         counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
+        send = self._request if self._aclient is None else self._sdk_request
+        engine = await self._aengine()
         return await gather_images(
-            type(self).__name__,
-            [(count, self._request(engine, payload, count)) for count in counts],
+            type(self).__name__, [(count, send(engine, payload, count)) for count in counts]
         )
+
+    async def _sdk_request(
+        self, engine: RequestEngine, payload: dict[str, Any], n: int
+    ) -> list[str]:
+        """One request through the SDK client in ``_aclient``; URLs are fetched as usual."""
+        response = await self._aclient.images.generate(**payload, n=n)
+        data = [
+            {"b64_json": getattr(item, "b64_json", None), "url": getattr(item, "url", None)}
+            for item in getattr(response, "data", None) or []
+        ]
+        return await self._images_of(engine, data)
 
     async def _request(self, engine: RequestEngine, payload: dict[str, Any], n: int) -> list[str]:
         url = f"{self.base_url.rstrip('/')}/images/generations"
         body = await self._post_json(engine, url, {**payload, "n": n}, headers=self._request_auth)
-        backend = type(self).__name__
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or not data:
-            raise InvalidResponseError(backend, f"the response has no data: {excerpt(body)}")
+            raise InvalidResponseError(
+                type(self).__name__, f"the response has no data: {excerpt(body)}"
+            )
+        return await self._images_of(engine, data)
+
+    async def _images_of(self, engine: RequestEngine, data: list[Any]) -> list[str]:
+        """Base64 images of the response's ``data`` items, fetching those given as URLs."""
+        backend = type(self).__name__
+        if not data:
+            raise InvalidResponseError(backend, "the response has no images")
         images: list[str] = []
         fetches: dict[int, str] = {}
         for k, item in enumerate(data):

@@ -87,7 +87,14 @@ async def _openai_part(
         options["detail"] = part["detail"]
     source = part["image"] if kind == "image" else options.get("url", value)
     head = source[:8].lower() if isinstance(source, str) else ""
-    if head.startswith(("http://", "https://")) or (head.startswith("data:") and resize is None):
+    held = getattr(source, "__image_ref__", None)  # an `ImageURL` a task built, already encoded
+    if (
+        isinstance(held, ImageRef)
+        and held.url is None
+        and (resize is None or resize.target_size(*held.size) == held.size)
+    ):
+        url = source
+    elif head.startswith(("http://", "https://")) or (head.startswith("data:") and resize is None):
         url = source  # forwarded as is (a data URL is already what the API takes)
     else:
         ref = _as_ref(source)

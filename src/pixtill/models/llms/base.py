@@ -9,9 +9,10 @@ from typing_extensions import TypedDict
 
 from pixtill.models.base import AsyncBridge, BaseModel
 
-# OpenAI-style chat messages. In a message's content list, images travel as
-# ``{"type": "image", "image": ImageRef}`` parts; each backend turns them into its own wire format
-# at send time, so nothing upstream holds an encoded copy.
+# OpenAI-style chat messages. The tasks put images in a message's content list as OpenAI
+# ``{"type": "image_url", "image_url": {"url": ImageURL}}`` parts (`pixtill.image_url`: the URL
+# string holds its `ImageRef`); ``{"type": "image", "image": <any image form>}`` parts are
+# accepted too. Backends read either with `_wire._image_of` and encode for their wire format.
 ChatType = list[dict[str, Any]]
 FormattedInput = ChatType
 

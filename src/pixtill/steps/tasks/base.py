@@ -14,7 +14,7 @@ import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -88,6 +88,10 @@ class _Task(Step):
     add_raw_input: bool = Field(
         default=True, description="Keep the model input in metadata (images as references)."
     )
+
+    raw_input_content_as_parts: ClassVar[bool | None] = None
+    """How ``raw_input_<step>`` stores chat contents: None keeps strings unless a message of
+    the row has a list of parts (see `stored_input`); True always stores lists of parts."""
 
     _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
 
@@ -287,7 +291,9 @@ class _Task(Step):
         if self.add_raw_output or error is not None:
             meta[f"raw_output_{self.name}"] = self._raw_output_reference(output)
         if self.add_raw_input and formatted_input is not None:
-            meta[f"raw_input_{self.name}"] = stored_input(formatted_input)
+            meta[f"raw_input_{self.name}"] = stored_input(
+                formatted_input, content_as_parts=self.raw_input_content_as_parts
+            )
         if statistics:
             meta[f"statistics_{self.name}"] = statistics
         if error is not None:
@@ -328,8 +334,23 @@ class _Task(Step):
         Output mappings are applied as outputs are formatted (see `_create_metadata`), so an
         output never overwrites an input column of the same name before being renamed.
         """
-        for output in self.process(self._rename_inputs(inputs)):
-            yield self._rename_outputs(output, output_mappings=False)
+        renamed = self._rename_inputs(inputs)
+        if not self.input_mappings or type(self).process is not _Task.process:
+            for output in self.process(renamed):
+                yield self._rename_outputs(output, output_mappings=False)
+            return
+        # Row by row, so that a dataset column an input mapping shadows (``{"instruction":
+        # "question"}`` over a row that also has "instruction") comes back untouched.
+        written = {self.output_mappings.get(c, c) for c in self.get_outputs()} | {METADATA_COLUMN}
+        out: list[Row] = []
+        for original, produced in zip(inputs, self.process_rows(renamed)):
+            for row in self._rename_outputs(produced, output_mappings=False):
+                for step_col, data_col in self.input_mappings.items():
+                    shadowed = step_col != data_col and step_col in original
+                    if shadowed and step_col not in written:
+                        row[step_col] = original[step_col]
+                out.append(row)
+        yield out
 
     def process(self, inputs: StepInput) -> StepOutput:
         yield self.process_batch(inputs)
@@ -474,8 +495,15 @@ class Task(_Task):
 
 
 def results_from_generate_output(
-    output: GenerateOutput, num_generations: int
+    output: GenerateOutput | list[str | None], num_generations: int
 ) -> list[GenerationResult]:
+    """One `GenerationResult` per generation of one input.
+
+    ``output`` is a `GenerateOutput` dict, or a plain list of generations (the shape LLMs
+    written for distilabel before 1.5 return; they carry no statistics).
+    """
+    if isinstance(output, list):
+        output = {"generations": list(output)}
     generations = list(output.get("generations") or [])
     error = output.get("error")
     if len(generations) < num_generations:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -45,6 +45,9 @@ class ChatGeneration(Task):
     Image parts may come as ``image_url`` (URL or data URL) or ``image`` parts holding any form
     `pixtill.images` accepts; they are checked and turned into references per row.
     """
+
+    # Rows may mix plain-text and image turns: one stored shape keeps one Arrow type.
+    raw_input_content_as_parts: ClassVar[bool | None] = True
 
     image_type: ImageType = "auto"
     image_max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
@@ -99,8 +102,11 @@ class ChatGeneration(Task):
                     validate=self.validate_images,
                 )
                 detail = _detail_of(part)  # a per-part option the backend must keep
-                if detail is not None:
-                    images = [{**image, "detail": detail} for image in images]
+                if detail is not None:  # where OpenAI's format puts it
+                    images = [
+                        {**image, "image_url": {**image["image_url"], "detail": detail}}
+                        for image in images
+                    ]
                 parts.extend(images)
             else:
                 raise fail(f"unknown content part type {kind!r}")

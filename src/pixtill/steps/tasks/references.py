@@ -21,8 +21,24 @@ def _hash_image_string(value: str) -> str:
         return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
+_IMAGE_KEYS = frozenset({"url", "image_url", "image"})
+
+
+def _is_data_url(text: str) -> bool:
+    return text[:11].lower() == "data:image/"
+
+
 def replace_images(value: Any) -> Any:
-    """A copy of ``value`` with every image replaced by its URL or ``sha256:<hex>``."""
+    """A copy of ``value`` with every image replaced by its URL or ``sha256:<hex>``.
+
+    Images are `ImageRef`s, PIL images, bytes, `ImageURL`s (as the image tasks' messages
+    hold them) and ``data:image/...`` strings under an image key (``url``, ``image_url``,
+    ``image``; a user's ``format_input`` may build its own data URLs): none of them reaches
+    metadata as base64 text. Text parts are never touched.
+    """
+    held = getattr(value, "__image_ref__", None)  # an `ImageURL`
+    if isinstance(held, ImageRef):
+        return held.reference()
     if isinstance(value, ImageRef):
         return value.reference()
     if isinstance(value, PILImage.Image):
@@ -30,9 +46,11 @@ def replace_images(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "sha256:" + hashlib.sha256(value).hexdigest()
     if isinstance(value, dict):
-        out = {}
+        out: dict[Any, Any] = {}
         for key, item in value.items():
-            if key == "images" and isinstance(item, list):
+            if key in _IMAGE_KEYS and isinstance(item, str) and _is_data_url(item):
+                out[key] = _hash_image_string(item)
+            elif key == "images" and isinstance(item, list):
                 out[key] = [
                     _hash_image_string(i) if isinstance(i, str) else replace_images(i) for i in item
                 ]
@@ -44,11 +62,21 @@ def replace_images(value: Any) -> Any:
     return value
 
 
-def stored_input(formatted: Any) -> Any:
-    """The model input as metadata keeps it: images as references, and every chat message's
-    content as a list of parts, so that rows with and without images share one Arrow type."""
+def stored_input(formatted: Any, *, content_as_parts: bool | None = None) -> Any:
+    """The model input as metadata keeps it: images as references.
+
+    Chat messages keep distilabel's shape (string contents stay strings) unless
+    ``content_as_parts`` is True, or it is None and one message of this input has a list of
+    parts: then every content becomes a list of parts, because one Arrow column cannot hold a
+    string in one message and a list in the next. Tasks whose rows may differ in that respect
+    (`ChatGeneration`) pass True so that every row has the same type.
+    """
     value = replace_images(formatted)
-    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+    if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m for m in value):
+        return value
+    if content_as_parts is None:
+        content_as_parts = any(isinstance(m.get("content"), list) for m in value)
+    if content_as_parts:
         return [
             {**m, "content": [{"type": "text", "text": m["content"]}]}
             if isinstance(m.get("content"), str)

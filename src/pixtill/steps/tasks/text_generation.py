@@ -4,6 +4,7 @@ from typing import Any, Union
 
 from pydantic import Field, PrivateAttr
 
+from pixtill.errors import RowError
 from pixtill.models.llms.base import ChatType
 from pixtill.prompts import PromptTemplate
 from pixtill.steps.tasks.base import Task
@@ -43,7 +44,8 @@ class TextGeneration(Task):
 
     @property
     def inputs(self) -> StepColumns:
-        return dict.fromkeys(self.column_names, True)
+        # An optional per-row ``system_prompt`` column wins over the field, as in distilabel.
+        return {**dict.fromkeys(self.column_names, True), "system_prompt": False}
 
     @property
     def outputs(self) -> StepColumns:
@@ -55,15 +57,22 @@ class TextGeneration(Task):
             prompt = self._compile()
         return prompt.render({column: input[column] for column in self.column_names})
 
-    def _messages(self, content: Any) -> ChatType:
+    def _messages(self, content: Any, row_system_prompt: Any = None) -> ChatType:
+        """The chat: a system message (``row_system_prompt``, else the ``system_prompt``
+        field; none when both are empty, as in distilabel), then the user turn."""
+        if row_system_prompt is not None and not isinstance(row_system_prompt, str):
+            raise RowError(
+                f"expected a string, got {type(row_system_prompt).__name__}", column="system_prompt"
+            )
+        system = row_system_prompt or self.system_prompt
         messages: ChatType = []
-        if self.system_prompt is not None and self.use_system_prompt:
-            messages.append({"role": "system", "content": self.system_prompt})
+        if system and self.use_system_prompt:
+            messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": content})
         return messages
 
     def format_input(self, input: dict[str, Any]) -> ChatType:
-        return self._messages(self.render_prompt(input))
+        return self._messages(self.render_prompt(input), input.get("system_prompt"))
 
     def format_output(
         self, output: str | None, input: dict[str, Any] | None = None

@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pixtill.image_url import image_url_part
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageError, ImageType, coerce_image
 from pixtill.models.llms.base import ChatType
 from pixtill.steps.tasks.text_generation import TextGeneration
@@ -15,9 +16,15 @@ IMAGE_COLUMN = "image"
 def image_parts(
     value: Any, image_type: ImageType, *, column: str, max_pixels: int, validate: bool
 ) -> list[dict[str, Any]]:
-    """Content parts for one image or a list of images (order kept), checked up front.
+    """OpenAI-format content parts (``{"type": "image_url", "image_url": {"url": ...}}``) for
+    one image or a list of images (order kept), checked up front.
 
-    URLs are not fetched here; the backend fetches or forwards them.
+    Each URL is an `pixtill.image_url.ImageURL`: the http(s) URL as given (never fetched here),
+    or a data URL built once from base64 / bytes / path / PIL input, holding the checked
+    `ImageRef` so that backends and metadata reuse it instead of decoding again.
+
+    Raises:
+        ImageError: a value is not an image of ``image_type``, or fails the decode check.
     """
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if not values:
@@ -30,7 +37,10 @@ def image_parts(
                 ref.validate()
             except ImageError as exc:
                 raise exc.at(row=exc.row, column=column) from exc
-        parts.append({"type": "image", "image": ref})
+        try:
+            parts.append(image_url_part(ref))
+        except ImageError as exc:
+            raise exc.at(row=exc.row, column=column) from exc
     return parts
 
 

@@ -5,7 +5,7 @@
   const PAGE = 50;
   const STATIC = window.PIXTILL_STATIC || null; // set by data/leaves.js in an exported folder
   const state = { leaves: [], leaf: 0, offset: 0, total: 0, search: "", failed: false,
-                  sort: "", desc: false, seq: 0 };
+                  sort: "", desc: false, seq: 0, layout: "table" };
   const $ = (id) => document.getElementById(id);
 
   function el(tag, cls, text) {
@@ -123,10 +123,52 @@
     tr.appendChild(el("th", "error", "error"));
     head.appendChild(tr);
   }
+  function renderCards(page) {
+    const grid = $("grid");
+    grid.replaceChildren();
+    const columns = shownColumns();
+    for (const row of page.rows) {
+      const card = el("div", row.error ? "card failed" : "card");
+      card.dataset.row = String(row.row);
+      const head = el("div", "head", "#" + row.row + " ");
+      if (row.error) head.appendChild(el("span", "badge", "failed"));
+      card.appendChild(head);
+      const images = el("div", "images");
+      const fields = el("dl");
+      for (const c of columns) {
+        const value = row.cells[c.name];
+        if (c.kind === "image" || c.kind === "images") {
+          const figure = el("figure");
+          const caption = c.name + ", row " + row.row;
+          const items = c.kind === "image" ? [value] : (value && value.length ? value : [null]);
+          for (const item of items) figure.appendChild(imageNode(item, caption));
+          figure.appendChild(el("figcaption", null, c.name));
+          images.appendChild(figure);
+        } else if (value !== null && value !== undefined) {
+          fields.appendChild(el("dt", null, c.name));
+          const dd = el("dd");
+          dd.appendChild(el("div", c.kind === "text" ? "text" : c.kind === "model" ? "model" : "other", value));
+          fields.appendChild(dd);
+        }
+      }
+      if (row.tokens) {
+        fields.appendChild(el("dt", null, "tokens in / out"));
+        fields.appendChild(el("dd", "tokens", row.tokens.input + " / " + row.tokens.output));
+      }
+      if (images.childNodes.length) card.appendChild(images);
+      card.appendChild(fields);
+      if (row.error) card.appendChild(el("div", "error", row.error));
+      grid.appendChild(card);
+    }
+  }
   function renderRows(page) {
+    const grid = state.layout === "grid";
+    $("grid").hidden = !grid;
+    $("rows").hidden = grid;
     const body = document.querySelector("#rows tbody");
     body.replaceChildren();
-    for (const row of page.rows) {
+    if (grid) renderCards(page); else $("grid").replaceChildren();
+    for (const row of grid ? [] : page.rows) {
       const tr = el("tr", row.error ? "row failed" : "row");
       tr.dataset.row = String(row.row);
       const index = el("td", "index", row.row);
@@ -193,6 +235,7 @@
   $("failed").addEventListener("change", (e) => { state.failed = e.target.checked; state.offset = 0; refresh(); });
   $("sort").addEventListener("change", (e) => { state.sort = e.target.value; state.offset = 0; refresh(); });
   $("order").addEventListener("change", (e) => { state.desc = e.target.value === "desc"; state.offset = 0; refresh(); });
+  $("layout").addEventListener("change", (e) => { state.layout = e.target.value; refresh(); });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
   $("next").addEventListener("click", () => { if (state.offset + PAGE < state.total) { state.offset += PAGE; refresh(); } });
   $("overlay").addEventListener("click", () => { $("overlay").hidden = true; });

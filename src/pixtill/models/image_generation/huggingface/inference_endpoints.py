@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import model_validator
+from typing_extensions import Self
+
 from pixtill.images import ImageError, ImageRef
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
+from pixtill.models.image_generation.params import check_hf_text_to_image_params
 from pixtill.models.remote import (
     HF_ROUTER_URL,
     HuggingFaceLocation,
@@ -43,6 +47,18 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
     is bypassed so the images differ.
     """
 
+    @model_validator(mode="after")
+    def _check_generation_kwargs(self) -> Self:
+        check_hf_text_to_image_params(type(self).__name__, self.generation_kwargs)
+        return self
+
+    def generate(
+        self, inputs: list[str], num_generations: int = 1, **kwargs: Any
+    ) -> list[list[ImageGenerationOutput]]:
+        """`agenerate` for each prompt; ill-typed parameters raise here, before any request."""
+        check_hf_text_to_image_params(type(self).__name__, kwargs)
+        return super().generate(inputs, num_generations, **kwargs)
+
     def _task_url(self) -> str:
         if self.base_url:
             return self.base_url
@@ -57,8 +73,11 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        engine = await self._aengine()
+        if not isinstance(input, str):
+            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {input!r}")
         parameters = merged_params(self.generation_kwargs, kwargs)
+        check_hf_text_to_image_params(type(self).__name__, parameters)
+        engine = await self._aengine()
         seed = parameters.get("seed")
         url = self._task_url()
         headers = None

@@ -1,0 +1,1 @@
+"""Mixins at distilabel's import paths (``pixtill.mixins.runtime_parameters``)."""

@@ -1,0 +1,5 @@
+"""Model mixins at distilabel's import path (``pixtill.models.mixins.magpie``)."""
+
+from pixtill.models.mixins.magpie import MagpieChatTemplateMixin
+
+__all__ = ["MagpieChatTemplateMixin"]
