@@ -57,14 +57,20 @@ class ImageURL(str):
     @classmethod
     def of(cls, ref: ImageRef) -> ImageURL:
         """``ref``'s URL if it is a web image, else a ``data:<mime>;base64,...`` URL in the
-        image's own format when chat APIs take it (PNG otherwise; PIL images without a
-        format become PNG, lossless).
+        image's own format when chat APIs take it (PNG otherwise). A PIL image read from a
+        JPEG is sent as JPEG; other PIL images (and those made in memory) as PNG, lossless.
 
         Raises:
             ImageError: the image cannot be read or is not a decodable image.
         """
         if ref.url is not None:
             return cls(ref.url, ref)
+        if ref.kind == "pil":
+            # A decoded image keeps the format it was read in (`datasets` decodes JPEG columns
+            # to PIL images whose format is "JPEG"): encoding it back as such is several times
+            # faster than PNG and keeps the request small; otherwise PNG, lossless.
+            own = (ref.to_pil().format or "").upper()
+            return cls(ref.to_data_url(format="JPEG" if own in ("JPEG", "MPO") else "PNG"), ref)
         target = None if ref.format in SENDABLE_FORMATS else "PNG"
         return cls(ref.to_data_url(format=target), ref)
 

@@ -138,3 +138,40 @@ def test_list_shaped_outputs_of_older_llms_are_understood() -> None:
     (row,) = next(task.process([{"instruction": "x", "image": URL}]))
     assert row["generation"] == ["output", "output"]
     assert row[METADATA_COLUMN]["raw_output_text_generation_with_image_0"] == ["output", "output"]
+
+
+class OneAtATimeLLM(AsyncLLM):
+    """An API without ``n``: distilabel's flag makes the caller ask once per generation."""
+
+    _num_generations_param_supported: bool = PrivateAttr(default=False)
+    _calls: list[int] = PrivateAttr(default_factory=list)
+
+    @property
+    def model_name(self) -> str:
+        return "one-at-a-time"
+
+    async def agenerate(self, input: ChatType, num_generations: int = 1) -> GenerateOutput:
+        self._calls.append(num_generations)
+        k = len(self._calls)
+        return {
+            "generations": [f"answer {k}"],
+            "statistics": {"input_tokens": [10], "output_tokens": [k]},
+        }
+
+
+def test_a_model_without_n_is_called_once_per_generation() -> None:
+    llm = OneAtATimeLLM()
+    task = TextGenerationWithImage(llm=llm, num_generations=3, group_generations=True)
+    task.load()
+    (row,) = next(task.process([{"instruction": "x", "image": URL}]))
+    task.unload()
+    assert llm._calls == [1, 1, 1]
+    assert sorted(row["generation"]) == ["answer 1", "answer 2", "answer 3"]
+    stats = row[METADATA_COLUMN]["statistics_text_generation_with_image_0"]
+    assert sorted(s["output_tokens"] for s in stats) == [1, 2, 3]
+    assert {s["input_tokens"] for s in stats} == {10}
+    # Through `generate` too (the batch path).
+    other = OneAtATimeLLM()
+    outputs = other.generate([[{"role": "user", "content": "x"}]], num_generations=2)
+    other.unload()
+    assert outputs[0]["generations"] == ["answer 1", "answer 2"]

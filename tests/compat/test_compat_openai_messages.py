@@ -187,3 +187,13 @@ def test_openai_wire_reencodes_from_the_reference_only_when_resizing() -> None:
     assert sent != url
     small = ImageRef.from_value(sent)
     assert small.size[0] * small.size[1] <= 16 * 8
+
+
+def test_a_pil_image_read_from_a_jpeg_is_sent_as_jpeg() -> None:
+    with Image.open(io.BytesIO(image_bytes(8, 6, format="JPEG"))) as opened:
+        opened.load()
+        url = image_url_of(vision().format_input({"instruction": "x", "image": opened}))
+    assert url.startswith("data:image/jpeg;base64,")
+    made = Image.new("RGB", (8, 6))  # made in memory: no format, sent losslessly
+    url = image_url_of(vision().format_input({"instruction": "x", "image": made}))
+    assert url.startswith("data:image/png;base64,")

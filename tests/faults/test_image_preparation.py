@@ -265,3 +265,27 @@ def test_blocking_fetch_starts_no_thread_and_works_inside_a_loop(
 def test_blocking_fetch_failures(image_server: str, name: str, message: str) -> None:
     with pytest.raises(ImageFetchError, match=message):
         fetch_url_sync(f"{image_server}/{name}", timeout=0.3, max_bytes=100_000)
+
+
+def vllm_image(ref: ImageRef) -> Image.Image:
+    """The image as the offline vLLM engine decodes it (a plain ``convert("RGB")``)."""
+    from pixtill.models.llms.vllm import vllm_messages
+
+    chat = [{"role": "user", "content": [{"type": "image", "image": ref}]}]
+    messages, _ = vllm_messages(chat)
+    return decoded_data_url(messages[0]["content"][0]["image_url"]["url"]).convert("RGB")
+
+
+def test_the_offline_vllm_engine_sees_what_transformers_sees() -> None:
+    upright = vllm_image(ImageRef.from_value(sideways_jpeg(6)))
+    assert upright.size == local_image(ImageRef.from_value(sideways_jpeg(6))).size == (20, 40)
+    assert_ramp(vllm_image(ImageRef.from_value(encoded(ramp16()))))
+    pixels = np.asarray(vllm_image(ImageRef.from_value(transparent("RGBA"))), dtype=int)
+    assert pixels[:, 4:].mean() > 230
+    plain = encoded(Image.new("RGB", (8, 8), (5, 6, 7)), "JPEG")
+    url = "data:image/jpeg;base64," + base64.b64encode(plain).decode()
+    from pixtill.models.llms.vllm import vllm_messages
+
+    part = {"type": "image", "image": ImageRef.from_value(plain)}
+    messages, _ = vllm_messages([{"role": "user", "content": [part]}])
+    assert messages[0]["content"][0]["image_url"]["url"] == url  # nothing to prepare: as is

@@ -183,3 +183,37 @@ def test_image_generation_failures_name_step_and_row(
     assert error.startswith("step 'paint': row 1: "), error
     assert says.lower() in error.lower(), error
     assert out[1]["image"] is None  # never stored as a success
+
+
+def test_every_response_fault_in_one_pipeline_run(server: FaultyOpenAI, tmp_path: Any) -> None:
+    markers = ["[[status:500]]", "[[nochoices]]", "[[nullcontent]]", "[[badjson]]", "[[html]]"]
+    markers += ["[[hang]]", "[[image400]]"]
+    data = [{"instruction": "fine", "image": data_url()}]
+    data += [{"instruction": f"q {marker}", "image": data_url()} for marker in markers]
+    with Pipeline(name="all-faults", cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(name="load", data=data, batch_size=3)
+        task = TextGenerationWithImage(name="vision", llm=llm(server.base, timeout=0.5))
+        load >> task
+    distiset = pipeline.run(use_cache=False)
+    metas = distiset["vision"][METADATA_COLUMN]
+    assert metas[0].get("error_vision") is None
+    for row in range(1, len(data)):
+        error = str(metas[row]["error_vision"])
+        column = ", column 'image'" if "image400" in data[row]["instruction"] else ""
+        assert error.startswith(f"step 'vision': row {row}{column}: "), error
+    failures = distiset.failures
+    assert (failures.rows, failures.failed) == (len(data), len(markers))
+    assert failures.by_step == {"vision": len(markers)}
+
+
+def test_image_generation_faults_in_a_pipeline(server: FaultyOpenAI, tmp_path: Any) -> None:
+    data = [{"prompt": p} for p in ("a cat", "x [[url404]]", "y [[notimage]]", "z [[urlbig]]")]
+    with Pipeline(name="paint-faults", cache_dir=tmp_path) as pipeline:
+        load = LoadDataFromDicts(name="load", data=data)
+        load >> painter(server.base, max_image_bytes=100_000)
+    distiset = pipeline.run(use_cache=False)
+    metas = distiset["paint"][METADATA_COLUMN]
+    assert metas[0].get("error_paint") is None
+    for row in (1, 2, 3):
+        assert str(metas[row]["error_paint"]).startswith(f"step 'paint': row {row}: ")
+    assert distiset.failures.failed == 3

@@ -115,6 +115,18 @@ def resized(image: Image.Image, policy: ResizePolicy | None) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
+def needs_preparation(image: Image.Image) -> bool:
+    """Whether a model decoding ``image`` naively (``convert("RGB")``, EXIF ignored) would see
+    other pixels than `prepare_pil` gives: an EXIF orientation to apply, transparency, or a
+    mode other than 8-bit RGB / grayscale. Reads the header and EXIF only, no pixels."""
+    if image.mode not in ("RGB", "L") or has_alpha(image):
+        return True
+    try:
+        return image.getexif().get(0x0112) not in (None, 1)
+    except Exception:  # malformed EXIF is ignored by `oriented` too
+        return False
+
+
 def prepare_pil(image: Image.Image, resize: ResizePolicy | None = None) -> Image.Image:
     """What a local model receives: ``image`` upright (EXIF orientation), shrunk by ``resize``,
     as 8-bit RGB with transparency flattened onto white (see `to_8bit`)."""

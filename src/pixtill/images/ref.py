@@ -31,7 +31,7 @@ from pixtill.images.errors import (
     short,
 )
 from pixtill.images.fetch import fetch_url, fetch_url_sync
-from pixtill.images.modes import oriented, prepare_pil, resized
+from pixtill.images.modes import needs_preparation, oriented, prepare_pil, resized
 from pixtill.images.resize import ResizePolicy
 from pixtill.utils.b64 import encode_b64
 
@@ -264,6 +264,23 @@ class ImageRef:
         16-bit and float samples scaled, not clipped, and transparency flattened onto white.
         HTTP backends get the same pixels, encoded (`to_data_url`)."""
         return prepare_pil(self.to_pil(), resize)
+
+    def to_model_data_url(
+        self, resize: ResizePolicy | None = None, formats: frozenset[str] = frozenset()
+    ) -> str:
+        """A data URL for a local engine that decodes images itself (vLLM): the bytes as they
+        are (resized if asked, re-encoded as PNG when their format is not in ``formats``) when
+        a plain decode already shows the prepared pixels, else the `to_model_image` pixels as
+        PNG, so that such an engine sees what `TransformersLLM` sees."""
+        with self._open_source() as fp:
+            header = open_image(fp)
+            self._header = (str(header.format), header.size)
+            check_pixels(header.size, self.max_pixels)
+            prepare = needs_preparation(header)
+        if not prepare:
+            return self.to_data_url(resize, None if self.format in formats else "PNG")
+        image = self.to_model_image(resize)
+        return f"data:image/png;base64,{encode_b64(encode_image(image, 'PNG'))}"
 
     def _unchanged(self, resize: ResizePolicy | None, format: str | None) -> bool:
         """True when ``resize``/``format`` leave the original bytes as they are."""

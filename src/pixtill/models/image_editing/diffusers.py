@@ -154,7 +154,7 @@ class DiffusersImageEditing(ImageEditingModel):
         prompt = edit["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("the prompt is empty")
-        image = edit["image"].to_model_image()  # upright, 8-bit RGB, alpha flattened
+        image = edit["image"].to_model_image()  # EXIF orientation, 16-bit, alpha: as every model
         call = {k: v for k, v in params.items() if k not in _RESERVED and v is not None}
         seed = call.pop("seed", None)
         if seed is not None:

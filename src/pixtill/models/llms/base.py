@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from typing import Any
 
@@ -66,12 +67,40 @@ class AsyncLLM(AsyncBridge, LLM):
     ) -> GenerateOutput:
         """Generate for one input."""
 
+    async def agenerate_n(
+        self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
+    ) -> GenerateOutput:
+        """`agenerate`, or ``num_generations`` concurrent calls of one generation each when the
+        model says it cannot make several at once (``_num_generations_param_supported =
+        False``, distilabel's flag for APIs without ``n``); their generations and token
+        counts are concatenated in order. One failing call fails the input."""
+        if num_generations == 1 or getattr(self, "_num_generations_param_supported", True):
+            return await self.agenerate(input, num_generations=num_generations, **kwargs)
+        singles = await asyncio.gather(
+            *(self.agenerate(input, num_generations=1, **kwargs) for _ in range(num_generations))
+        )
+        generations: list[str | None] = []
+        tokens: dict[str, list[int]] = {}
+        for single in singles:
+            one: Any = {"generations": single} if isinstance(single, list) else single
+            generations += list(one.get("generations") or [None])[:1]
+            for key in ("input_tokens", "output_tokens"):
+                counts = (one.get("statistics") or {}).get(key)
+                if counts:
+                    tokens.setdefault(key, []).extend(counts[:1])
+        statistics: TokenStatistics = {}
+        if "input_tokens" in tokens:
+            statistics["input_tokens"] = tokens["input_tokens"]
+        if "output_tokens" in tokens:
+            statistics["output_tokens"] = tokens["output_tokens"]
+        return {"generations": generations, "statistics": statistics}
+
     async def agenerate_many(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
         return await self._gather_per_input(
             inputs,
-            lambda item: self.agenerate(item, num_generations=num_generations, **kwargs),
+            lambda item: self.agenerate_n(item, num_generations=num_generations, **kwargs),
             lambda exc: failed_generate_output(self.describe_error(exc), num_generations),
         )
 

@@ -55,8 +55,9 @@ class _Runtime:
 def _data_url(ref: ImageRef, resize: ResizePolicy | None) -> str:
     if ref.url is not None and resize is None:
         return ref.url
-    target = None if ref.format in ("PNG", "JPEG", "WEBP", "GIF") else "PNG"
-    return ref.to_data_url(resize, target)
+    # vLLM decodes with a plain convert("RGB"): give it the pixels every local model gets
+    # (EXIF orientation applied, 16-bit scaled, transparency flattened).
+    return ref.to_model_data_url(resize, frozenset({"PNG", "JPEG", "WEBP", "GIF"}))
 
 
 def vllm_messages(

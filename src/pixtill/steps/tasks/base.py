@@ -109,6 +109,7 @@ class _Task(Step):
 
     def load(self) -> None:
         super().load()
+        self._failure_warnings = None  # each run logs its own first failures
         self.model.load()
 
     def unload(self) -> None:
@@ -440,7 +441,7 @@ class Task(_Task):
         if not isinstance(llm, AsyncLLM):
             return await super().agenerate_results(formatted)
         try:
-            output = await llm.agenerate(
+            output = await llm.agenerate_n(
                 formatted, num_generations=self.num_generations, **self._call_kwargs()
             )
         except Exception as exc:
