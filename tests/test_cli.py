@@ -4,8 +4,10 @@ import argparse
 import base64
 import io
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +401,37 @@ def test_rich_progress_stays_short_outside_a_terminal() -> None:
     progress.rows_done("gen", StepSummary(rows_in=3, failed=1))
     progress.close()
     assert "[p] rows done: gen 3 (1 failed)" in buffer.getvalue()
+
+
+# -- a dead or misconfigured model server ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["closed port", "missing /v1"])
+def test_run_against_a_dead_server_fails_fast_with_one_line(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = web.Application()  # serves nothing: every path is a 404
+    with serve(app) as served:
+        if where == "closed port":
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                base = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        else:
+            base = served
+        config = tmp_path / "dead.yaml"
+        text = PIXTILL_ONLY.format(cache=tmp_path / "cache", image=data_url(8), base_url="B")
+        config.write_text(text.replace('"B/v1", max_retries: 0', f'"{base}"'))
+        start = time.monotonic()
+        code = main(["run", "-c", str(config), "-o", str(tmp_path / "out"), "--no-progress"])
+        elapsed = time.monotonic() - start
+    assert code != 0
+    assert elapsed < 10
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if line.startswith("pixtill run: error:")]
+    assert len(errors) == 1, lines
+    message = errors[0]
+    assert f"step 'caption': model 'tiny-vlm' at {base}/chat/completions is unavailable" in message
+    if where == "closed port":
+        assert "connection refused" in message and "is the server running" in message
+    else:
+        assert "HTTP 404" in message and "need /v1 in base_url" in message

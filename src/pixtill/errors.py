@@ -54,6 +54,61 @@ class StepConfigError(PixtillError, ValueError):
     """A step is configured inconsistently (checked at construction or ``load()``)."""
 
 
+class ModelUnavailableError(PixtillError):
+    """A model cannot serve any request, for a reason that will not go away by itself: its
+    server refuses connections, its host name does not resolve, it rejects the credentials
+    (401/403), the endpoint does not exist (404), or every one of the first attempts failed.
+
+    Not a row error: a task lets it propagate and the run stops with this one message. It names
+    the step, the model, the URL (never a key) and the cause, with a hint when one helps.
+    """
+
+    def __init__(
+        self,
+        cause: str,
+        *,
+        url: str = "",
+        hint: str = "",
+        model: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        self.cause = cause
+        self.url = url
+        self.hint = hint
+        self.model = model
+        self.step = step
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        who = f"model {self.model!r}" if self.model else "the model"
+        at = f" at {self.url}" if self.url else ""
+        text = f"{who}{at} is unavailable: {self.cause}"
+        if self.hint:
+            text += f"; {self.hint}"
+        return locate(text, step=self.step)
+
+    def located(
+        self, *, model: str | None = None, step: str | None = None
+    ) -> ModelUnavailableError:
+        """The same error with the model and/or step named (kept when already set)."""
+        return ModelUnavailableError(
+            self.cause,
+            url=self.url,
+            hint=self.hint,
+            model=self.model or model,
+            step=self.step or step,
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_unavailable, (self.cause, self.url, self.hint, self.model, self.step))
+
+
+def _rebuild_unavailable(
+    cause: str, url: str, hint: str, model: str | None, step: str | None
+) -> ModelUnavailableError:
+    return ModelUnavailableError(cause, url=url, hint=hint, model=model, step=step)
+
+
 # `locate`'s prefix, read back: ``step 'x': row 3, column 'image': cause``.
 _QUOTED = r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 _LOCATION = re.compile(

@@ -523,14 +523,26 @@ class FakeProviders:
             for im in images
         )
         answer = f"{text} | images: {described or 'none'}"
+        content: list[dict[str, Any]] = [{"type": "text", "text": answer}]
+        stop_reason = "end_turn"
+        choice = payload.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "tool":  # a forced tool call
+            tools = {t.get("name"): t for t in payload.get("tools") or [] if isinstance(t, dict)}
+            tool = tools.get(choice.get("name"))
+            if tool is None or not isinstance(tool.get("input_schema"), dict):
+                raise _anthropic_error(400, "tool_choice: no such tool with an input_schema")
+            tool_input = example_for_schema(tool["input_schema"])
+            content = [{"type": "tool_use", "id": "toolu_fake", "name": tool["name"]}]
+            content[0]["input"] = tool_input
+            stop_reason = "tool_use"
         return web.json_response(
             {
                 "id": "msg_fake",
                 "type": "message",
                 "role": "assistant",
                 "model": payload["model"],
-                "content": [{"type": "text", "text": answer}],
-                "stop_reason": "end_turn",
+                "content": content,
+                "stop_reason": stop_reason,
                 "stop_sequence": None,
                 "usage": {
                     "input_tokens": len(text.split()) + 10 * len(images),

@@ -13,6 +13,7 @@ import pytest
 
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, loaded
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import BaseModel
 from pixtill.models.image_generation import (
     InferenceEndpointsImageGeneration,
@@ -75,7 +76,7 @@ def test_key_is_in_no_dump_or_repr(kind: str) -> None:
     try:
         for text in views(model):
             assert SECRET not in text
-        assert SECRET not in repr(model._engine)
+        assert SECRET not in repr(model.engine)
         assert SECRET not in json.dumps(model.request_stats())
     finally:
         model.unload()
@@ -127,6 +128,7 @@ def test_failing_requests_never_leak_the_key(
     ]
     task = _vision(BACKENDS[kind](url).model_copy(update={"max_retries": 2}))
     with loaded(task):
+        next(task.process([{"instruction": "warm up", "image": image}]))  # the key works
         rows = next(task.process(rows_in))
     assert rows[2]["generation"] is not None
     assert rows[0]["generation"] is None and rows[1]["generation"] is None
@@ -145,6 +147,7 @@ def test_request_error_raised_by_agenerate_is_scrubbed(url: str) -> None:
 
     async def main() -> None:
         try:
+            await llm.agenerate([{"role": "user", "content": "fine"}])  # the key works
             await llm.agenerate(messages)
         finally:
             await llm.aclose()
@@ -156,6 +159,24 @@ def test_request_error_raised_by_agenerate_is_scrubbed(url: str) -> None:
     assert SECRET not in info.value.body
     assert "Incorrect API key provided: ***" in str(info.value)
     assert info.value.__context__ is None  # the unscrubbed original is not chained
+
+
+def test_model_unavailable_error_is_scrubbed(url: str) -> None:
+    import asyncio
+
+    llm = OpenAILLM(model="m", base_url=f"{url}/v1", api_key=SECRET, **FAST)
+
+    async def main() -> None:
+        try:
+            await llm.agenerate([{"role": "user", "content": "[[echokey]]"}])
+        finally:
+            await llm.aclose()
+
+    with pytest.raises(ModelUnavailableError) as info:  # a 401 before any success
+        asyncio.run(main())
+    assert SECRET not in str(info.value)
+    assert "Incorrect API key provided: ***" in str(info.value)
+    assert info.value.__context__ is None
 
 
 def test_image_task_metadata_has_no_key(url: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.utils.loop_thread import LoopThread
 
 InT = TypeVar("InT")
@@ -107,7 +108,8 @@ class AsyncBridge(PydanticModel):
         out: list[OutT] = []
         for result in results:
             if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
+                # A dead server is the run's problem, not the input's: it stops the caller.
+                if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                     raise result
                 out.append(on_error(result))
             else:

@@ -1,9 +1,12 @@
 """What every HTTP backend shares: engine settings, the engine's lifecycle, and secrets.
 
 `RemoteModel` is a configuration mixin for the network backends (`OpenAILLM`, `AnthropicLLM`,
-`InferenceEndpointsLLM`, `OpenAIImageGeneration`, `InferenceEndpointsImageGeneration`). It owns
-one :class:`~pixtill.models.transport.RequestEngine` built at ``load()`` (or on the first call),
-closed by ``aclose()`` / ``unload()``.
+`InferenceEndpointsLLM`, `OpenAIImageGeneration`, `InferenceEndpointsImageGeneration`). Its
+fields are plain configuration; what ``load()`` (or the first call) builds - the
+:class:`~pixtill.models.transport.RequestEngine`, the resolved credentials - lives in one
+`RemoteRuntime` object, dropped by copies and pickles and closed by ``aclose()`` / ``unload()``.
+The engine is the only owner of the in-flight window: backends hand it a payload *builder*, so
+images are encoded only once a request has its slot.
 
 Secrets: API keys are ``SecretStr`` fields excluded from ``model_dump``, ``repr`` and ``str``.
 A key not given as an argument is read from the environment at load time; either way it then
@@ -16,32 +19,33 @@ from __future__ import annotations
 
 import asyncio
 import os
-import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr
 from typing_extensions import Self
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models.base import BaseModel
-from pixtill.models.transport import EngineConfig, RequestEngine, RequestError
-from pixtill.utils.private_attr import private_attr
+from pixtill.models.transport import (
+    EngineConfig,
+    Payload,
+    RequestEngine,
+    RequestError,
+    scrub_secrets,
+)
 
 __all__ = [
-    "HF_ROUTER_URL",
-    "HuggingFaceLocation",
     "InvalidResponseError",
     "RemoteModel",
+    "RemoteRuntime",
     "SecretField",
     "excerpt",
     "merged_params",
-    "resolve_endpoint_url",
-    "resolve_hf_token",
     "resolve_secret",
 ]
-
-HF_ROUTER_URL = "https://router.huggingface.co"
 
 
 def SecretField(description: str) -> Any:
@@ -55,6 +59,43 @@ class InvalidResponseError(RuntimeError):
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
         super().__init__(f"{backend}: {message}")
+
+
+T = TypeVar("T")
+
+
+def once(build: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """A coroutine function that runs ``build`` on its first call and then returns that result
+    (concurrent callers wait for the running build): a payload built for a request's first
+    attempt serves its fan-out and retries too. A failed or cancelled build is not kept: the
+    next caller builds again (and sees its own error)."""
+    done: list[T] = []
+    running: list[asyncio.Future[None]] = []
+
+    async def get() -> T:
+        while not done:
+            if running:  # another caller is building: wait for it, then look again
+                await asyncio.wait(running)
+                continue
+            signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            running.append(signal)
+            try:
+                done.append(await build())
+            finally:
+                running.clear()
+                signal.set_result(None)
+        return done[0]
+
+    return get
+
+
+@dataclass(slots=True)
+class RemoteRuntime:
+    """What a `RemoteModel` builds to send requests: never copied, pickled or dumped."""
+
+    engine: RequestEngine
+    secrets: tuple[str, ...] = ()  # strings scrubbed from error texts
+    post_auth: dict[str, str] | None = None  # credentials sent with each POST, if per request
 
 
 def excerpt(value: Any, limit: int = 200) -> str:
@@ -75,7 +116,9 @@ class RemoteModel(BaseModel):
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="Requests in flight at most (a sliding window)."
     )
-    timeout: float = Field(default=120.0, gt=0, description="Seconds per attempt.")
+    timeout: float = Field(
+        default=60.0, gt=0, description="Seconds per attempt (a timed-out request is retried once)."
+    )
     max_retries: int = Field(
         default=6, ge=0, description="Retries of a request after 429/408/5xx/timeouts."
     )
@@ -93,13 +136,8 @@ class RemoteModel(BaseModel):
         default=False, description="Honour HTTP(S)_PROXY / NO_PROXY from the environment."
     )
 
-    # Runtime state: built by `load()` or the first call; never copied nor pickled.
-    _engine: RequestEngine | None = PrivateAttr(default=None)
-    _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = (
-        PrivateAttr(default=None)
-    )
-    _secrets: tuple[str, ...] = PrivateAttr(default=())
-    _post_auth: dict[str, str] | None = PrivateAttr(default=None)
+    # Built by `load()` or the first call; never copied nor pickled.
+    _runtime: RemoteRuntime | None = PrivateAttr(default=None)
 
     # ----------------------------------------------------------------- for subclasses
 
@@ -143,19 +181,22 @@ class RemoteModel(BaseModel):
 
     def load(self) -> None:
         super().load()
-        if self._engine is None:
-            self._engine = self._build_engine()
+        if self._runtime is None:
+            self._runtime = self._build_runtime()
 
     def unload(self) -> None:
         super().unload()  # closes the engine on the model's loop (``aclose``) if it has one
-        for name, value in _RUNTIME_DEFAULTS.items():
-            if name != "_loop_thread":
-                setattr(self, name, value)
+        self._runtime = None
 
     async def aclose(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.close()
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.engine.close()
+
+    @property
+    def engine(self) -> RequestEngine | None:
+        """The request engine once loaded (None before ``load()`` / the first call)."""
+        return None if self._runtime is None else self._runtime.engine
 
     def _engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -169,80 +210,77 @@ class RemoteModel(BaseModel):
             trust_env=self.trust_env,
         )
 
-    def _build_engine(self) -> RequestEngine:
+    def _build_runtime(self) -> RemoteRuntime:
         self._prepare()
         auth = self._auth_headers()
-        self._secrets = tuple(_secret_parts(auth.values()))
         headers = self._extra_headers()
+        post_auth = None
         if self._auth_per_request:
-            self._post_auth = auth or None
+            post_auth = auth or None
         else:
             headers.update(auth)
-        return RequestEngine(self._engine_config(), headers=headers)
+        engine = RequestEngine(self._engine_config(), headers=headers)
+        return RemoteRuntime(engine, tuple(_secret_parts(auth.values())), post_auth)
+
+    async def _aruntime(self) -> RemoteRuntime:
+        """The runtime, built on first use when ``load()`` was not called."""
+        runtime = self._runtime
+        if runtime is None:
+            built = await asyncio.to_thread(self._build_runtime)
+            runtime = self._runtime = self._runtime or built
+        return runtime
 
     async def _aengine(self) -> RequestEngine:
-        """The engine, built on first use when ``load()`` was not called. Called per request,
-        so the ready engine is read without pydantic's slower `__getattr__`."""
-        engine: RequestEngine | None = private_attr(self, "_engine")
-        if engine is None:
-            built = await asyncio.to_thread(self._build_engine)
-            engine = self._engine = self._engine or built
-        return engine
+        """The engine, built on first use when ``load()`` was not called."""
+        return (await self._aruntime()).engine
 
     @property
     def _request_auth(self) -> dict[str, str] | None:
         """Credentials to send with each POST when `_auth_per_request` is set (else None)."""
-        return self._post_auth
+        return None if self._runtime is None else self._runtime.post_auth
 
     def request_stats(self) -> dict[str, float | int] | None:
         """The engine's live counters: in flight, done, retried, failed, rate limited..."""
-        return None if self._engine is None else self._engine.stats.snapshot()
+        engine = self.engine
+        return None if engine is None else engine.stats.snapshot()
 
     # ----------------------------------------------------------------- requests
-
-    def _gate(self) -> asyncio.Semaphore:
-        """Admission of inputs on the running loop: at most ``max_concurrent_requests`` inputs
-        encode their images and send at a time. The engine's window bounds requests on the
-        wire; this bounds encoded payloads in memory, so that thousands of queued inputs do
-        not each hold a base64 copy of their images while they wait for a slot."""
-        loop = asyncio.get_running_loop()
-        gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] | None
-        gates = private_attr(self, "_gates")
-        if gates is None:
-            gates = self._gates = weakref.WeakKeyDictionary()
-        gate = gates.get(loop)
-        if gate is None:
-            gate = gates[loop] = asyncio.Semaphore(self.max_concurrent_requests)
-        return gate
 
     async def _post_json(
         self,
         engine: RequestEngine,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Payload,
         *,
         headers: Mapping[str, str] | None = None,
         tokens: int = 0,
     ) -> Any:
-        """`RequestEngine.post_json`, with a failure's error scrubbed of secrets."""
+        """`RequestEngine.post_json`, with a failure's error scrubbed of secrets (and a dead
+        server's error naming this model)."""
+        error: Exception
         try:
             return await engine.post_json(url, payload, headers=headers, tokens=tokens)
         except RequestError as exc:
             error = self._scrub(exc)
+        except ModelUnavailableError as exc:
+            error = self._unavailable(exc)
         raise error  # outside the handler: the unscrubbed error is not its __context__
 
     async def _post_bytes(
         self,
         engine: RequestEngine,
         url: str,
-        payload: Mapping[str, Any],
+        payload: Payload,
         *,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, str]:
+        error: Exception
         try:
             return await engine.post_bytes(url, payload, headers=headers)
         except RequestError as exc:
             error = self._scrub(exc)
+        except ModelUnavailableError as exc:
+            error = self._unavailable(exc)
         raise error
 
     async def _get_bytes(
@@ -259,17 +297,17 @@ class RemoteModel(BaseModel):
     def scrub_text(self, text: str) -> str:
         """``text`` without this model's secrets, nor the start of one that a truncated error
         body cut (at least 8 characters of it)."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-            for length in range(len(secret) - 1, 7, -1):
-                if secret[:length] in text:
-                    text = text.replace(secret[:length], "***")
-                    break
-        return text
+        return scrub_secrets(text, () if self._runtime is None else self._runtime.secrets)
 
     def describe_error(self, exc: BaseException) -> str:
         return self.scrub_text(super().describe_error(exc))
+
+    def _unavailable(self, exc: ModelUnavailableError) -> ModelUnavailableError:
+        """``exc`` naming this model, without secrets a server may have echoed."""
+        clean = self.scrub_text
+        return ModelUnavailableError(
+            clean(exc.cause), url=clean(exc.url), hint=exc.hint, model=self.model_name
+        )
 
     def _scrub(self, exc: RequestError) -> RequestError:
         """``exc`` with any secret removed (servers sometimes echo a bad key back)."""
@@ -287,14 +325,12 @@ class RemoteModel(BaseModel):
             method=exc.method,
             url=clean(exc.url),
             detail=clean(exc.detail),
+            kind=exc.kind,
         )
 
 
 _RUNTIME_DEFAULTS: dict[str, Any] = {
-    "_engine": None,
-    "_gates": None,
-    "_secrets": (),
-    "_post_auth": None,
+    "_runtime": None,
     "_loop_thread": None,  # the async bridge's background loop (see `AsyncBridge`)
 }
 
@@ -323,113 +359,6 @@ def resolve_secret(value: SecretStr | None, *env_vars: str) -> str | None:
         if found:
             return found
     return None
-
-
-# --------------------------------------------------------------------- Hugging Face
-
-
-def resolve_hf_token(value: SecretStr | None, *, saved: bool = True) -> str | None:
-    """``api_key``, else ``HF_TOKEN``, else (with ``saved``) the token saved by
-    ``huggingface-cli login``."""
-    token = resolve_secret(value, "HF_TOKEN")
-    if token is not None or not saved:
-        return token
-    try:
-        from huggingface_hub import get_token
-    except ImportError:  # pragma: no cover - huggingface_hub is optional
-        return None
-    return get_token()
-
-
-class HuggingFaceLocation(RemoteModel):
-    """Where a Hugging Face model is served: exactly one of ``model_id`` (serverless, through
-    the Inference Providers router), ``endpoint_name`` (a dedicated Inference Endpoint, whose URL
-    is looked up at load time) or ``base_url`` (any server, e.g. a local TGI; ``model_id`` may
-    accompany it to name the model)."""
-
-    model_id: str | None = Field(default=None, description="Hub model id, e.g. 'org/model'.")
-    endpoint_name: str | None = Field(default=None, description="Inference Endpoint name.")
-    endpoint_namespace: str | None = Field(
-        default=None, description="Owner of the Inference Endpoint (user or organisation)."
-    )
-    api_key: SecretStr | None = SecretField(
-        "Hugging Face token; defaults to HF_TOKEN, then the saved login token."
-    )
-
-    _endpoint_url: str | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _check_location(self) -> HuggingFaceLocation:
-        given = [
-            name
-            for name, value in (
-                ("model_id", self.model_id),
-                ("endpoint_name", self.endpoint_name),
-                ("base_url", self.base_url),
-            )
-            if value
-        ]
-        if given == ["model_id", "base_url"]:
-            return self
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of model_id, endpoint_name or base_url "
-                f"(model_id may accompany base_url); got {given or 'none'}"
-            )
-        if self.endpoint_namespace and not self.endpoint_name:
-            raise ValueError("endpoint_namespace only goes with endpoint_name")
-        return self
-
-    @property
-    def model_name(self) -> str:
-        return self.model_id or self.endpoint_name or self.base_url or ""
-
-    def _prepare(self) -> None:
-        if self.endpoint_name and self._endpoint_url is None:
-            self._endpoint_url = resolve_endpoint_url(
-                self.endpoint_name, self.endpoint_namespace, resolve_hf_token(self.api_key)
-            )
-
-    def _root_url(self) -> str:
-        """The server root the backend appends its route to (no trailing slash)."""
-        if self.base_url:
-            return self.base_url.rstrip("/")
-        if self.endpoint_name:
-            if self._endpoint_url is None:
-                self._prepare()
-            assert self._endpoint_url is not None
-            return self._endpoint_url.rstrip("/")
-        return HF_ROUTER_URL
-
-    def _auth_headers(self) -> dict[str, str]:
-        # A custom base_url gets a token given explicitly (argument or HF_TOKEN), never the
-        # saved login token: that one is for Hugging Face's own servers.
-        token = resolve_hf_token(self.api_key, saved=not self.base_url)
-        if token is None:
-            if not self.base_url:
-                raise ValueError(
-                    f"{type(self).__name__}: no Hugging Face token: pass api_key=, set HF_TOKEN "
-                    "or run `huggingface-cli login`"
-                )
-            return {}
-        return {"Authorization": f"Bearer {token}"}
-
-
-def resolve_endpoint_url(name: str, namespace: str | None, token: str | None) -> str:
-    """The URL of a running Inference Endpoint (asks the Hub: network)."""
-    try:
-        from huggingface_hub import get_inference_endpoint
-    except ImportError as exc:  # pragma: no cover - huggingface_hub is optional
-        raise ImportError(
-            "endpoint_name needs huggingface_hub: pip install huggingface_hub"
-        ) from exc
-    endpoint = get_inference_endpoint(name, namespace=namespace, token=token)
-    url = endpoint.url
-    if not url:
-        raise ValueError(
-            f"Inference Endpoint {name!r} has no URL (status {endpoint.status!r}); is it running?"
-        )
-    return str(url)
 
 
 def merged_params(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

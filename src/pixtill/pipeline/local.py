@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixtill.errors import RowError
+from pixtill.errors import ModelUnavailableError, RowError
 from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.pipeline.cache import ResponseCache, row_key, step_signature
 from pixtill.pipeline.progress import RequestStats, RunObserver, RunSummary, StepSummary
@@ -125,6 +125,8 @@ class LocalExecutor:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     exc = task.exception()
+                    if isinstance(exc, ModelUnavailableError):
+                        raise exc  # names its step and model already: one clear line
                     if exc is not None:
                         raise _worker_error(workers[task], exc) from exc
         except BaseException:

@@ -15,6 +15,7 @@ from doubles import PaletteImageModel
 from http_servers import serve
 from models.fake_providers import FAST, loaded
 from models.image_editing.fake_edits import FakeEdits
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_editing import InferenceEndpointsImageEditing, OpenAIImageEditing
 from pixtill.models.image_generation.utils import image_from_str
 from pixtill.pipeline import Pipeline
@@ -136,14 +137,13 @@ def test_openai_edit_url_answers_are_fetched_without_the_key(fake: FakeEdits, ur
     assert [image_from_str(r["edited_image"]).size for r in rows] == [(16, 16)] * 2
 
 
-def test_openai_edit_error_is_scrubbed_and_per_row(fake: FakeEdits, url: str) -> None:
+def test_openai_edit_with_a_refused_key_stops_the_step(fake: FakeEdits, url: str) -> None:
     fake.api_key = "another-key"
     task = ImageEditing(name="edit", image_editing_model=openai_editor(url))
-    with loaded(task):
-        rows = task.process_batch([{"image": image_bytes(), "prompt": "x"}])
-    error = rows[0][METADATA_COLUMN]["error_edit"]
-    assert "401" in error and KEY not in error
-    assert rows[0]["edited_image"] is None
+    with loaded(task), pytest.raises(ModelUnavailableError) as info:  # every row would fail
+        task.process_batch([{"image": image_bytes(), "prompt": "x"}] * 3)
+    assert str(info.value).startswith("step 'edit': model 'gpt-image-1' at ")
+    assert "401" in str(info.value) and KEY not in str(info.value)
 
 
 def test_hf_image_to_image_sends_base64_and_prompt(fake: FakeEdits, url: str) -> None:

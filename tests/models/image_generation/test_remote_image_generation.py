@@ -11,6 +11,7 @@ import pytest
 
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_generation import (
     InferenceEndpointsImageGeneration,
     OpenAIImageGeneration,
@@ -237,9 +238,14 @@ def test_hf_hang_and_connection_refused(url: str) -> None:
         rows = next(task.process([{"prompt": "[[hang]]"}]))
     assert "timeout after 1 attempt" in rows[0][METADATA_COLUMN]["error_image-generation"]
     dead = f"http://127.0.0.1:{free_port()}"
-    with loaded(image_task(hf_model(dead, max_retries=0))) as task:
-        rows = next(task.process([{"prompt": "anyone"}]))
-    assert "connection error" in rows[0][METADATA_COLUMN]["error_image-generation"]
+    with (
+        loaded(image_task(hf_model(dead, max_retries=0))) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # a dead server stops the step
+        next(task.process([{"prompt": "anyone"}]))
+    message = str(info.value)
+    assert message.startswith("step 'image-generation': model 'black-forest-labs/FLUX.1-schnell'")
+    assert "connection refused" in message and "is the server running" in message
 
 
 def test_hf_urls() -> None:

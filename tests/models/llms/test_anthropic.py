@@ -11,6 +11,7 @@ import pytest
 
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.llms import AnthropicLLM
 from pixtill.steps.tasks import METADATA_COLUMN, ChatGeneration, TextGenerationWithImage
 from sample_images import image_bytes
@@ -132,9 +133,13 @@ def test_headers_and_translated_kwargs(fake: FakeProviders, url: str) -> None:
 
 
 def test_wrong_key_is_refused(url: str) -> None:
-    with loaded(task_for(url, api_key="sk-ant-wrong")) as task:
-        rows = next(task.process([{"instruction": "x", "image": b64(image_bytes())}]))
-    assert "HTTP 401" in rows[0][METADATA_COLUMN]["error_claude"]
+    with (
+        loaded(task_for(url, api_key="sk-ant-wrong")) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # every row would fail alike
+        next(task.process([{"instruction": "x", "image": b64(image_bytes())}]))
+    assert "HTTP 401" in str(info.value) and "check the API key" in str(info.value)
+    assert "sk-ant-wrong" not in str(info.value)
 
 
 def test_n_is_fanned_out(fake: FakeProviders, url: str) -> None:
@@ -185,9 +190,11 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
 
 
 def test_connection_refused() -> None:
-    with loaded(task_for(f"http://127.0.0.1:{free_port()}", max_retries=1)) as task:
-        rows = next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
-    assert "connection error" in rows[0][METADATA_COLUMN]["error_claude"]
+    with (
+        loaded(task_for(f"http://127.0.0.1:{free_port()}", max_retries=1)) as task,
+        pytest.raises(ModelUnavailableError, match="connection refused"),
+    ):
+        next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
 
 
 def test_batch_isolation(fake: FakeProviders, url: str) -> None:

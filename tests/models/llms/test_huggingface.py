@@ -12,6 +12,7 @@ import pytest
 
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.llms import InferenceEndpointsLLM
 from pixtill.steps.tasks import METADATA_COLUMN, TextGenerationWithImage
 from sample_images import image_bytes
@@ -264,9 +265,11 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
 
 def test_connection_refused() -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    with loaded(task_for(base, max_retries=0)) as task:
-        rows = next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
-    assert "connection error" in rows[0][METADATA_COLUMN]["error_vision_gen"]
+    with (
+        loaded(task_for(base, max_retries=0)) as task,
+        pytest.raises(ModelUnavailableError, match="connection refused"),
+    ):
+        next(task.process([{"instruction": "?", "image": b64(image_bytes())}]))
 
 
 def test_batch_isolation(fake: FakeProviders, url: str) -> None:

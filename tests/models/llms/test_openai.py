@@ -16,6 +16,7 @@ from PIL import Image
 
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms import OpenAILLM
 from pixtill.steps.tasks import METADATA_COLUMN, ChatGeneration, TextGenerationWithImage
@@ -297,12 +298,28 @@ def test_response_without_choices_is_a_clear_error(url: str) -> None:
 
 def test_connection_refused() -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    with loaded(vision(base, max_retries=1)) as task:
-        rows = next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}]))
-    error = rows[0][METADATA_COLUMN]["error_vision"]
-    assert rows[0]["generation"] is None
-    assert "connection error" in error
-    assert "after 2 attempts" in error
+    start = time.monotonic()
+    with (
+        loaded(vision(base, max_retries=6)) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # the step stops: nothing to retry
+        next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}] * 20))
+    assert time.monotonic() - start < 5
+    assert str(info.value) == (
+        f"step 'vision': model 'gpt-4o-mini' at {base}/v1/chat/completions is unavailable: "
+        "connection error (connection refused); is the server running, and are the host and "
+        "port right?"
+    )
+
+
+def test_wrong_path_is_named_with_a_hint(url: str) -> None:
+    with (
+        loaded(vision(url, base_url=url)) as task,
+        pytest.raises(ModelUnavailableError) as info,
+    ):  # base_url without /v1
+        next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}]))
+    message = str(info.value)
+    assert "HTTP 404" in message and "need /v1 in base_url" in message
 
 
 def test_server_side_image_check_fails_only_that_row(fake: FakeProviders, url: str) -> None:
@@ -406,8 +423,8 @@ def test_engine_settings_and_token_estimate() -> None:
     )
     llm.load()
     try:
-        assert llm._engine is not None
-        config = llm._engine.config
+        assert llm.engine is not None
+        config = llm.engine.config
         assert (config.max_concurrent_requests, config.timeout, config.max_retries) == (7, 3.0, 2)
         assert (config.requests_per_minute, config.tokens_per_minute) == (600, 90_000)
     finally:

@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.huggingface.inference_endpoints import _image_from_json
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
-from pixtill.models.remote import (
-    HF_ROUTER_URL,
-    HuggingFaceLocation,
-    InvalidResponseError,
-    merged_params,
-)
+from pixtill.models.remote import InvalidResponseError, merged_params
 from pixtill.models.transport import RequestEngine
 from pixtill.utils.b64 import encode_b64
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageError, ImageRef
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
@@ -65,7 +66,7 @@ async def gather_images(
     first_error: Exception | None = None
     for (count, _), result in zip(jobs, results):
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
+            if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                 raise result
             first_error = first_error or result
             outputs += [failed(result) for _ in range(count)]

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms.base import FormattedInput, GenerateOutput
 
@@ -238,7 +239,7 @@ async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[C
     first_error: BaseException | None = None
     for result in results:
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
+            if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                 raise result
             first_error = first_error or result
             choices.append(Choice(None, error=f"{type(result).__name__}: {result}"))

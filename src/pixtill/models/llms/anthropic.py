@@ -20,9 +20,17 @@ from pixtill.models.remote import (
     SecretField,
     excerpt,
     merged_params,
+    once,
     resolve_secret,
 )
+from pixtill.models.structured import (
+    StructuredOutputNotSupportedError,
+    StructuredOutputSpec,
+    json_schema_of,
+    schema_name,
+)
 from pixtill.models.transport import RequestEngine
+from pixtill.utils import fast_json
 
 __all__ = ["AnthropicLLM"]
 
@@ -41,6 +49,10 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
     defaults to 1024; OpenAI-style ``stop`` and ``max_completion_tokens`` are translated, other
     ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``...) go as
     they are. The API has no ``n``: several generations are separate requests.
+
+    Structured output (a task's ``structured_output=``) is sent as one forced tool whose
+    ``input_schema`` is the schema; the tool call's input comes back as the generation's JSON
+    text.
     """
 
     model: str = Field(description="Model name, e.g. 'claude-sonnet-4-5'.")
@@ -75,8 +87,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
         engine = await self._aengine()
-        async with self._gate():
-            return await self._agenerate(engine, input, num_generations, kwargs)
+        return await self._agenerate(engine, input, num_generations, kwargs)
 
     async def _agenerate(
         self,
@@ -85,11 +96,24 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         num_generations: int,
         kwargs: dict[str, Any],
     ) -> GenerateOutput:
-        params = _anthropic_params(merged_params(self.generation_kwargs, kwargs))
-        system, messages = await anthropic_messages(input, self.image_resize)
-        payload: dict[str, Any] = {"model": self.model, "messages": messages, **params}
-        if system is not None:
-            payload["system"] = system
+        params = merged_params(self.generation_kwargs, kwargs)
+        spec: StructuredOutputSpec | None = params.pop("structured_output", None)
+        params = _anthropic_params(params)
+        tool = _tool_of(spec) if spec is not None else None
+        if tool is not None:
+            params["tools"] = [tool]
+            params["tool_choice"] = {"type": "tool", "name": tool["name"]}
+
+        async def build() -> dict[str, Any]:
+            # Runs once the request has its slot in the engine's window.
+            system, messages = await anthropic_messages(input, self.image_resize)
+            body: dict[str, Any] = {"model": self.model, "messages": messages, **params}
+            if system is not None:
+                body["system"] = system
+            return body
+
+        payload = once(build)
+        tool_name = None if tool is None else tool["name"]
         tokens = 0
         if self.tokens_per_minute is not None:
             chars, images = prompt_chars(input)
@@ -98,11 +122,11 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
 
         async def one(_: int) -> Choice:
             body = await self._post_json(engine, url, payload, tokens=tokens)
-            return self._parse(body)
+            return self._parse(body, tool_name)
 
         return generate_output(await fan_out(num_generations, one))
 
-    def _parse(self, body: Any) -> Choice:
+    def _parse(self, body: Any, tool_name: str | None = None) -> Choice:
         if not isinstance(body, dict):
             raise InvalidResponseError(
                 "AnthropicLLM", f"expected a JSON object, got {excerpt(body)}"
@@ -116,12 +140,28 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             raise InvalidResponseError(
                 "AnthropicLLM", f"the response has no content: {excerpt(body)}"
             )
-        texts = [
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        ]
+        if tool_name is not None:
+            calls = [
+                block.get("input")
+                for block in content
+                if isinstance(block, dict)
+                and block.get("type") == "tool_use"
+                and block.get("name") == tool_name
+            ]
+            texts = [fast_json.dumps(calls[0]).decode()] if calls else []
+        else:
+            texts = [
+                str(block.get("text", ""))
+                for block in content
+                if isinstance(block, dict) and block.get("type") == "text"
+            ]
         if not texts:
+            if tool_name is not None:
+                raise InvalidResponseError(
+                    "AnthropicLLM",
+                    f"the response has no {tool_name!r} tool call "
+                    f"(stop_reason={body.get('stop_reason')!r})",
+                )
             raise InvalidResponseError(
                 "AnthropicLLM",
                 f"the response has no text block (stop_reason={body.get('stop_reason')!r})",
@@ -134,6 +174,21 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             for key in ("cache_creation_input_tokens", "cache_read_input_tokens"):
                 input_tokens += _int(usage.get(key)) or 0
         return Choice("".join(texts), input_tokens, _int(usage.get("output_tokens")))
+
+
+def _tool_of(spec: StructuredOutputSpec) -> dict[str, Any]:
+    """The one tool whose input is the structured output (Anthropic's documented way to get
+    JSON that follows a schema: a forced tool call)."""
+    schema = json_schema_of(spec)
+    if schema.get("type") != "object":  # tool input is always an object
+        raise StructuredOutputNotSupportedError(
+            "AnthropicLLM: structured output needs an object schema (it is a tool's input)"
+        )
+    return {
+        "name": schema_name(spec),
+        "description": "Record the answer in this exact structure.",
+        "input_schema": schema,
+    }
 
 
 def _int(value: Any) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
@@ -27,9 +28,11 @@ from pixtill.models.remote import (
     SecretField,
     excerpt,
     merged_params,
+    once,
     resolve_secret,
 )
-from pixtill.models.transport import RequestEngine, RequestError
+from pixtill.models.structured import StructuredOutputSpec, json_schema_of, schema_name
+from pixtill.models.transport import Payload, RequestEngine, RequestError
 
 __all__ = ["OpenAIChatLLM", "OpenAILLM"]
 
@@ -59,6 +62,32 @@ def _response_format(structured_output: dict[str, Any] | None) -> dict[str, Any]
     }
 
 
+def spec_response_format(spec: StructuredOutputSpec) -> dict[str, Any]:
+    """The ``response_format`` of a task's ``structured_output=`` spec: ``json_schema`` with the
+    schema's name; ``strict`` only when the schema meets OpenAI's strict rules (every object
+    closed with ``additionalProperties: false`` and every property required), since a strict
+    request with any other schema is refused with a 400."""
+    schema = json_schema_of(spec)
+    body: dict[str, Any] = {"name": schema_name(spec), "schema": schema}
+    if _strict_ok(schema):
+        body["strict"] = True
+    return {"type": "json_schema", "json_schema": body}
+
+
+def _strict_ok(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return all(_strict_ok(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    props = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(props, dict):
+        if schema.get("additionalProperties") is not False:
+            return False
+        if isinstance(props, dict) and set(schema.get("required") or ()) != set(props):
+            return False
+    return all(_strict_ok(value) for value in schema.values() if isinstance(value, (dict, list)))
+
+
 def _content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
@@ -70,6 +99,17 @@ def _content_text(content: Any) -> str | None:
         ]
         return "".join(texts) if texts else None
     return None
+
+
+def _with(
+    payload: Callable[[], Awaitable[dict[str, Any]]], **extra: Any
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A payload builder with ``extra`` keys set on the shared built payload."""
+
+    async def build() -> dict[str, Any]:
+        return {**(await payload()), **extra}
+
+    return build
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -134,8 +174,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
         engine = await self._aengine()
-        async with self._gate():
-            return await self._agenerate(engine, input, num_generations, kwargs)
+        return await self._agenerate(engine, input, num_generations, kwargs)
 
     async def _agenerate(
         self,
@@ -145,13 +184,23 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         kwargs: dict[str, Any],
     ) -> GenerateOutput:
         params = merged_params(self.generation_kwargs, kwargs)
+        spec = params.pop("structured_output", None)
         for key in _RESERVED:
             params.pop(key, None)
-        messages = await openai_messages(input, self.image_resize, self.image_detail)
-        payload: dict[str, Any] = {"model": self._wire_model(), "messages": messages, **params}
-        response_format = _response_format(self.structured_output)
-        if response_format is not None:
-            payload["response_format"] = response_format
+        if spec is not None:  # the task's shape wins over the model's own setting
+            response_format: dict[str, Any] | None = spec_response_format(spec)
+        else:
+            response_format = _response_format(self.structured_output)
+
+        async def build() -> dict[str, Any]:
+            # Runs once the request has its slot in the engine's window.
+            messages = await openai_messages(input, self.image_resize, self.image_detail)
+            body: dict[str, Any] = {"model": self._wire_model(), "messages": messages, **params}
+            if response_format is not None:
+                body["response_format"] = response_format
+            return body
+
+        payload = once(build)
         n = num_generations
         tokens = tokens_n = 0
         if self.tokens_per_minute is not None:
@@ -161,38 +210,41 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
 
         if n > 1 and self.native_n and not self._n_unsupported:
             try:
-                body = await self._post_json(engine, url, {**payload, "n": n}, tokens=tokens_n)
+                body = await self._post_json(engine, url, _with(payload, n=n), tokens=tokens_n)
             except RequestError as exc:
                 if exc.status not in _N_REJECTED:
                     raise
-                choices = await self._fan_out(engine, url, payload, n, 0, tokens)
+                choices = await self._fan_out(
+                    engine, url, payload, n, 0, tokens, params.get("seed")
+                )
                 self._n_unsupported = True  # the single requests worked: n was the problem
                 return generate_output(choices)
             choices = self._parse(body)[:n]
             if len(choices) < n:
                 more = await self._fan_out(
-                    engine, url, payload, n - len(choices), len(choices), tokens
+                    engine, url, payload, n - len(choices), len(choices), tokens, params.get("seed")
                 )
                 self._n_unsupported = True
                 choices += more
             return generate_output(choices)
-        return generate_output(await self._fan_out(engine, url, payload, n, 0, tokens))
+        return generate_output(
+            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"))
+        )
 
     async def _fan_out(
         self,
         engine: RequestEngine,
         url: str,
-        payload: dict[str, Any],
+        payload: Callable[[], Awaitable[dict[str, Any]]],
         count: int,
         offset: int,
         tokens: int,
+        seed: Any = None,
     ) -> list[Choice]:
-        seed = payload.get("seed")
-
         async def one(k: int) -> Choice:
-            body = payload
+            body: Payload = payload
             if isinstance(seed, int) and offset + k > 0:  # distinct seeds, distinct answers
-                body = {**payload, "seed": seed + offset + k}
+                body = _with(payload, seed=seed + offset + k)
             response = await self._post_json(engine, url, body, tokens=tokens)
             return self._parse(response)[0]
 

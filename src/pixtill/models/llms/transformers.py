@@ -26,6 +26,7 @@ from pixtill.models.llms.base import (
     GenerateOutput,
     failed_generate_output,
 )
+from pixtill.models.structured import StructuredOutputNotSupportedError
 
 __all__ = [
     "TransformersLLM",
@@ -289,6 +290,14 @@ class TransformersLLM(LLM):
     ) -> list[GenerateOutput]:
         if num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {num_generations}")
+        if kwargs.get("structured_output") is not None:
+            # No constrained-decoding library is a dependency (outlines / lm-format-enforcer
+            # would pull in a large stack): say so instead of returning unconstrained text.
+            raise StructuredOutputNotSupportedError(
+                "TransformersLLM does not support structured output (a JSON schema); use an "
+                "OpenAI-compatible server with guided decoding (vLLM, TGI) instead"
+            )
+        kwargs.pop("structured_output", None)
         runtime = self._runtime
         if runtime.model is None:
             self.load()

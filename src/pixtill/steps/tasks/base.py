@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Union
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from pixtill.errors import RowError, locate_once
+from pixtill.errors import ModelUnavailableError, RowError, locate_once
 from pixtill.images import ImageError, ImageRef, is_image_value
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.image_generation.base import (
@@ -373,7 +373,10 @@ class _Task(Step):
             return model._run_sync(self.aprocess_rows(rows, numbers))
         prepared, errors = self._prepare_rows(rows, numbers)
         order = sorted(prepared)
-        results = self._generate([prepared[i] for i in order]) if order else []
+        try:
+            results = self._generate([prepared[i] for i in order]) if order else []
+        except ModelUnavailableError as exc:
+            raise exc.located(model=model.model_name, step=self.name) from None
         return self._assemble(rows, numbers, prepared, errors, dict(zip(order, results)))
 
     async def aprocess_rows(self, rows: list[Row], row_numbers: Sequence[int]) -> list[list[Row]]:
@@ -387,7 +390,13 @@ class _Task(Step):
                 sent[index] = asyncio.create_task(self.agenerate_results(prepared[index]))
             if index % 16 == 15:
                 await asyncio.sleep(0)  # let responses be handled between rows
-        results = {index: await task for index, task in sent.items()}
+        try:
+            results = {index: await task for index, task in sent.items()}
+        except BaseException:
+            for task in sent.values():  # a dead model: nothing else is worth waiting for
+                task.cancel()
+            await asyncio.gather(*sent.values(), return_exceptions=True)
+            raise
         return self._assemble(rows, row_numbers, prepared, errors, results)
 
     def _prepare_rows(
@@ -444,6 +453,8 @@ class Task(_Task):
             output = await llm.agenerate_n(
                 formatted, num_generations=self.num_generations, **self._call_kwargs()
             )
+        except ModelUnavailableError as exc:  # the run's problem, not the row's
+            raise exc.located(model=llm.model_name, step=self.name) from None
         except Exception as exc:
             output = failed_generate_output(llm.describe_error(exc), self.num_generations)
         return self._checked(results_from_generate_output(output, self.num_generations))
@@ -557,6 +568,8 @@ class ImageTask(_Task):
             outputs = await model.agenerate(
                 formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
             )
+        except ModelUnavailableError as exc:  # the run's problem, not the row's
+            raise exc.located(model=model.model_name, step=self.name) from None
         except Exception as exc:
             outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
             return results_from_image_outputs(outputs)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from pixtill.errors import RowError
+from pixtill.errors import ModelUnavailableError, RowError
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageRef, ImageType, coerce_image
 from pixtill.models.image_editing.base import (
     AsyncImageEditingModel,
@@ -142,6 +142,8 @@ class ImageEditing(_Task):
             outputs = await model.agenerate(
                 formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
             )
+        except ModelUnavailableError as exc:  # the run's problem, not the row's
+            raise exc.located(model=model.model_name, step=self.name) from None
         except Exception as exc:
             outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
         return results_from_image_outputs(outputs)

@@ -9,7 +9,6 @@ from pixtill.models.llms.base import ChatType
 from pixtill.prompts import PromptTemplate
 from pixtill.steps.tasks.base import Task
 from pixtill.steps.typing import StepColumns
-from pixtill.utils.private_attr import private_attr
 
 
 class TextGeneration(Task):
@@ -52,7 +51,7 @@ class TextGeneration(Task):
         return ["generation", "model_name"]
 
     def render_prompt(self, input: dict[str, Any]) -> str:
-        prompt: PromptTemplate | None = private_attr(self, "_prompt")
+        prompt = self._prompt
         if prompt is None:
             prompt = self._compile()
         return prompt.render({column: input[column] for column in self.column_names})

@@ -10,19 +10,14 @@ from pydantic import model_validator
 from typing_extensions import Self
 
 from pixtill.images import ImageError, ImageRef
+from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
 from pixtill.models.image_generation.params import check_hf_text_to_image_params
-from pixtill.models.remote import (
-    HF_ROUTER_URL,
-    HuggingFaceLocation,
-    InvalidResponseError,
-    excerpt,
-    merged_params,
-)
+from pixtill.models.remote import InvalidResponseError, excerpt, merged_params
 from pixtill.models.transport import RequestEngine
 
 __all__ = ["InferenceEndpointsImageGeneration"]

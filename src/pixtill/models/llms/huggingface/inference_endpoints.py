@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from pixtill.models.huggingface_location import HuggingFaceLocation
 from pixtill.models.llms.openai import OpenAIChatLLM
-from pixtill.models.remote import HuggingFaceLocation
 
 __all__ = ["InferenceEndpointsLLM"]
 
