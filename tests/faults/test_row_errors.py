@@ -4,6 +4,7 @@ and, when an input value caused it, the column; through the task API and through
 from __future__ import annotations
 
 import base64
+import io
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,12 @@ from pixtill.models.image_generation import OpenAIImageGeneration
 from pixtill.models.llms import OpenAILLM
 from pixtill.pipeline import Pipeline
 from pixtill.steps import LoadDataFromDicts
-from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration, TextGenerationWithImage
+from pixtill.steps.tasks import (
+    METADATA_COLUMN,
+    ChatGeneration,
+    ImageGeneration,
+    TextGenerationWithImage,
+)
 
 
 @pytest.fixture
@@ -217,3 +223,30 @@ def test_image_generation_faults_in_a_pipeline(server: FaultyOpenAI, tmp_path: A
     for row in (1, 2, 3):
         assert str(metas[row]["error_paint"]).startswith(f"step 'paint': row {row}: ")
     assert distiset.failures.failed == 3
+
+
+def test_an_image_400_in_a_chat_names_the_messages_column(server: FaultyOpenAI) -> None:
+    image = {"type": "image_url", "image_url": {"url": "http://images.invalid/c.png"}}
+    chat = [{"role": "user", "content": [{"type": "text", "text": "[[image400]]"}, image]}]
+    plain = [{"role": "user", "content": "no image here [[status:400]]"}]
+    task = ChatGeneration(name="chat", llm=llm(server.base))
+    with loaded(task):
+        out = next(task.process([{"messages": chat}, {"messages": plain}]))
+    assert str(error_of(out, 0, "chat")).startswith("step 'chat': row 0, column 'messages': ")
+    assert str(error_of(out, 1, "chat")).startswith("step 'chat': row 1: ")
+
+
+def test_malformed_exif_with_image_resize_is_sent(server: FaultyOpenAI) -> None:
+    from PIL import Image
+
+    from pixtill.images import ResizePolicy
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 20), (9, 90, 200)).save(
+        buffer, format="JPEG", exif=b"Exif\x00\x00not a TIFF header"
+    )
+    task = vision(server.base, image_resize=ResizePolicy(max_side=10))
+    with loaded(task):
+        out = next(task.process([{"instruction": "describe", "image": buffer.getvalue()}]))
+    assert error_of(out, 0) is None
+    assert out[0]["generation"] == "ok: describe"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +36,16 @@ _SIGNATURES: dict[bytes, str | None] = {
 }
 # `warnings.catch_warnings` swaps process-wide state: keep our own uses of it from interleaving.
 _WARNINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Silence what Pillow warns about images we check ourselves: its own pixel limit (ours
+    applies) and malformed EXIF (metadata only: ignored, as `modes.oriented` does)."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", message="(?i).*exif", category=UserWarning)
+        yield
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -103,8 +115,7 @@ def open_image(fp: IO[bytes]) -> Image.Image:
     """Open an image lazily (the header only). Our own pixel limit applies, not Pillow's."""
     image: Image.Image
     try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with quiet_pillow():
             image = Image.open(fp)
     except Image.DecompressionBombError as exc:
         try:
@@ -127,7 +138,8 @@ def decode(fp: IO[bytes], limit: int) -> Image.Image:
     image = open_image(fp)
     check_pixels(image.size, limit)
     try:
-        image.load()
+        with quiet_pillow():
+            image.load()
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"Pillow refused to decode the image ({short(exc)}); "

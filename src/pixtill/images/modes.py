@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from pixtill.images.decode import quiet_pillow
 from pixtill.images.resize import ResizePolicy
 
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -33,13 +34,15 @@ def oriented(image: Image.Image) -> Image.Image:
     """``image`` turned upright as its EXIF orientation says; unchanged when it has none, or
     when its EXIF block is malformed (a camera's broken metadata must not fail the image)."""
     try:
-        orientation = image.getexif().get(0x0112)
+        with quiet_pillow():
+            orientation = image.getexif().get(0x0112)
     except Exception:  # SyntaxError "not a TIFF file", struct errors...: metadata only
         return image
     if orientation in (None, 1):
         return image
     try:
-        return ImageOps.exif_transpose(image)
+        with quiet_pillow():
+            return ImageOps.exif_transpose(image)
     except Exception:
         return image
 
@@ -122,7 +125,8 @@ def needs_preparation(image: Image.Image) -> bool:
     if image.mode not in ("RGB", "L") or has_alpha(image):
         return True
     try:
-        return image.getexif().get(0x0112) not in (None, 1)
+        with quiet_pillow():
+            return image.getexif().get(0x0112) not in (None, 1)
     except Exception:  # malformed EXIF is ignored by `oriented` too
         return False
 

@@ -47,9 +47,15 @@ _WARNINGS_LOCK = threading.Lock()
 
 
 def _holds_image(value: Any) -> bool:
-    """Whether a row value is (or lists) an image: any image form, or an http(s) URL."""
+    """Whether a row value is (or lists) an image: any image form, an http(s) URL, or chat
+    messages with an image part."""
     if isinstance(value, (list, tuple)):
         return any(_holds_image(v) for v in value)
+    if isinstance(value, dict) and not is_image_value(value):
+        if value.get("type") in ("image", "image_url", "input_image"):
+            return True
+        content = value.get("content")
+        return isinstance(content, list) and any(_holds_image(part) for part in content)
     if isinstance(value, str):
         return value[:8].lower().startswith(("http://", "https://")) or is_image_value(value)
     return is_image_value(value)
