@@ -341,3 +341,21 @@ def test_a_refused_key_echoed_back_is_scrubbed_by_the_engine() -> None:
         run(engine.post_json("http://x/v1/c", {}))
     assert key[:10] not in str(info.value)
     assert "bad key ***" in str(info.value)
+
+
+def test_a_hung_server_is_given_up_on_in_about_two_minutes_even_at_concurrency_one() -> None:
+    clock = ManualClock()
+
+    def hang(request: HttpRequest) -> HttpResponse:
+        clock.advance(request.timeout)  # the attempt waits its whole timeout
+        raise TransportError(ErrorKind.TIMEOUT, "timeout")
+
+    engine, transport, _ = engine_with(hang, clock, max_concurrent_requests=1)
+
+    async def main() -> None:
+        await asyncio.gather(*(engine.post_json("http://x/v1/c", {}) for _ in range(5)))
+
+    with pytest.raises(ModelUnavailableError, match=r"no answer in 1[23][0-9] s over 2 attempts"):
+        run(main())
+    assert len(transport.requests) == 2
+    assert clock.now < 150  # default timeout 60 s, one retry

@@ -67,6 +67,7 @@ class EngineConfig(BaseModel):
     aimd_threshold: float = Field(0.15, gt=0, le=1)  # 429 share that means a real limit
     aimd_min_sample: int = Field(16, ge=1)  # responses before the share is trusted
     fail_fast_attempts: int = Field(8, ge=0)  # 0: never conclude the server is dead
+    fail_fast_seconds: float = Field(120.0, gt=0)  # ... nor from time (see RequestEngine)
     max_response_bytes: int = Field(64 * 2**20, ge=1)
     trust_env: bool = False  # honour HTTP(S)_PROXY / NO_PROXY from the environment
 

@@ -28,14 +28,9 @@ from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
+from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
-from pixtill.models.transport import (
-    EngineConfig,
-    Payload,
-    RequestEngine,
-    RequestError,
-    scrub_secrets,
-)
+from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 
 __all__ = [
     "InvalidResponseError",

@@ -13,9 +13,11 @@ a limit is real, at most once per window of responses; a real limit whose 429s c
 successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
 
 Fail-fast: until a model request has succeeded, a refused connection, an unknown host, 401/403,
-404/405, or the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets) raise
+404/405, the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets), or
+``fail_fast_seconds`` passing over at least two such failures raise
 `~pixtill.errors.ModelUnavailableError` at once, and every later request of the engine raises it
-too: a dead server or a wrong ``base_url`` stops the run in seconds with one message.
+too: a dead server or a wrong ``base_url`` stops the run in seconds with one message, a hung one
+in about two minutes.
 
 Attempts go through a `~pixtill.models.http.Transport` (aiohttp by default, `MockTransport` in
 tests) and sleeps through a `~pixtill.models.http.Clock`, so the engine's logic is tested
@@ -31,20 +33,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, Union
-from urllib.parse import urlsplit, urlunsplit
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models._aiohttp import AiohttpTransport
-from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
+from pixtill.models._failures import (
+    Failure,
+    excerpt,
+    safe_url,
+    scrub_secrets,
+    secret_values,
+    systemic_cause,
+)
+from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
     Clock,
     ErrorKind,
     HttpRequest,
-    HttpResponse,
     RequestError,
     SystemClock,
     Transport,
@@ -60,47 +67,14 @@ __all__ = [
     "RequestEngine",
     "RequestError",
     "encode_json",
+    "scrub_secrets",
 ]
 
 _log = logging.getLogger("pixtill.transport")
 
-_ERROR_BODY_CHARS = 500
-# Failure kinds that count towards "every one of the first N attempts failed".
-_SYSTEMIC_KINDS = frozenset({ErrorKind.SERVER, ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
-_V1_HINT = "OpenAI-compatible servers usually need /v1 in base_url"
 
 # A JSON payload, or a coroutine function building it once a slot is free.
 Payload = Union[Mapping[str, Any], Callable[[], Awaitable[Mapping[str, Any]]]]
-
-
-@dataclass(slots=True)
-class _Failure:
-    """Outcome of one failed attempt (internal)."""
-
-    kind: ErrorKind
-    reason: str
-    status: int | None
-    retryable: bool
-    body: str = ""
-    detail: str = ""
-    retry_after: float | None = None
-    fatal: bool = False
-
-    @classmethod
-    def of_transport(cls, exc: TransportError) -> _Failure:
-        return cls(
-            exc.kind, exc.reason, exc.status, exc.retryable, detail=exc.detail, fatal=exc.fatal
-        )
-
-    @classmethod
-    def of_response(cls, resp: HttpResponse) -> _Failure:
-        status = resp.status
-        kind = ErrorKind.of_status(status)
-        retryable = kind in (ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER)
-        retry_after = parse_retry_after(resp.headers.get("Retry-After")) if retryable else None
-        return cls(
-            kind, f"HTTP {status}", status, retryable, _excerpt(resp.body), retry_after=retry_after
-        )
 
 
 class RequestEngine:
@@ -140,6 +114,7 @@ class RequestEngine:
         self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
         self._healthy = False  # a model request has succeeded
         self._failed_attempts = 0  # systemic-looking failures before the first success
+        self._first_attempt: float | None = None  # when the first model request started
         self._unavailable: ModelUnavailableError | None = None
         self.stats = EngineStats(concurrency_limit=self._limit.value)
 
@@ -176,11 +151,11 @@ class RequestEngine:
             raise RequestError(
                 "malformed JSON body",
                 status=status,
-                body=_excerpt(body),
+                body=excerpt(body),
                 retryable=False,
                 method="POST",
-                url=_safe_url(url),
-                detail=f"{exc}; body: {_excerpt(body)}",
+                url=safe_url(url),
+                detail=f"{exc}; body: {excerpt(body)}",
                 kind=ErrorKind.INVALID_RESPONSE,
             ) from None
         self.stats.done += 1
@@ -243,6 +218,7 @@ class RequestEngine:
         self._pools.clear()
         self._unavailable = None
         self._failed_attempts = 0
+        self._first_attempt = None
         await self.transport.aclose()
 
     async def __aenter__(self) -> RequestEngine:
@@ -334,6 +310,8 @@ class RequestEngine:
             await self._admit(pool)
             epoch = limit.epoch
             stats.in_flight += 1
+            if model_request and self._first_attempt is None:
+                self._first_attempt = clock.monotonic()
             try:
                 if self._unavailable is not None:
                     raise self._unavailable
@@ -349,7 +327,7 @@ class RequestEngine:
                     HttpRequest(method, url, headers, data, timeout, max_bytes)
                 )
             except TransportError as exc:
-                failure = _Failure.of_transport(exc)
+                failure = Failure.of_transport(exc)
             else:
                 status = resp.status
                 if 200 <= status < 300:
@@ -361,7 +339,7 @@ class RequestEngine:
                         stats.concurrency_limit = limit.value
                         pool.wake()
                     return status, resp.body, resp.content_type
-                failure = _Failure.of_response(resp)
+                failure = Failure.of_response(resp)
             finally:
                 stats.in_flight -= 1
                 pool.release()
@@ -398,7 +376,7 @@ class RequestEngine:
                 _log.debug(
                     "retrying %s %s after %s (status %s, attempt %d/%d) in %.2fs",
                     method,
-                    _safe_url(url),
+                    safe_url(url),
                     failure.reason,
                     failure.status,
                     attempt,
@@ -410,42 +388,37 @@ class RequestEngine:
                 stats.failed += 1
                 raise self._unavailable
 
-    def _check_systemic(self, failure: _Failure, url: str, headers: Mapping[str, str]) -> None:
+    def _check_systemic(self, failure: Failure, url: str, headers: Mapping[str, str]) -> None:
         """Before any success: raise `ModelUnavailableError` when ``failure`` says the server
-        is dead or misconfigured (see the module docstring)."""
-        status = failure.status
-        hint = ""
-        if failure.fatal:
-            cause = failure.reason
-            hint = "is the server running, and are the host and port right?"
-        elif status in (401, 403):
-            cause = f"HTTP {status}, the server refused the credentials"
-            hint = "check the API key (api_key= or its environment variable)"
-        elif status in (404, 405):
-            cause = f"HTTP {status}, no such endpoint or model"
-            hint = _V1_HINT if "/v1" not in url else "check base_url and the model name"
-        elif failure.kind in _SYSTEMIC_KINDS:
+        is dead or misconfigured (see the module docstring and `systemic_cause`)."""
+        if failure.counts_as_systemic:
             self._failed_attempts += 1
-            n = self.config.fail_fast_attempts
-            if not n or self._failed_attempts < n:
-                return
-            cause = f"each of the first {n} attempts failed (the last: {failure.reason})"
-            hint = "is the server healthy and the URL right?"
-        else:
+        cfg = self.config
+        waited = self.clock.monotonic() - (self._first_attempt or 0.0)
+        found = systemic_cause(
+            failure,
+            url,
+            self._failed_attempts,
+            cfg.fail_fast_attempts,
+            waited,
+            cfg.fail_fast_seconds,
+        )
+        if found is None:
             return
+        cause, hint = found
         tail = failure.body or failure.detail
-        if tail and status is not None:  # servers echo a refused key back: never show it
-            cause += f": {scrub_secrets(tail, _secret_values(headers))[:200]}"
-        error = ModelUnavailableError(cause, url=_safe_url(url), hint=hint)
+        if tail and failure.status is not None:  # servers echo a refused key back: hide it
+            cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
+        error = ModelUnavailableError(cause, url=safe_url(url), hint=hint)
         if self._unavailable is None:
             self._unavailable = error
             _log.debug("model unavailable: %s", error)
         self.stats.failed += 1
         raise self._unavailable
 
-    def _fail(self, failure: _Failure, attempts: int, method: str, url: str) -> NoReturn:
+    def _fail(self, failure: Failure, attempts: int, method: str, url: str) -> NoReturn:
         self.stats.failed += 1
-        safe = _safe_url(url)
+        safe = safe_url(url)
         _log.debug(
             "giving up on %s %s after %s (status %s, %d attempts)",
             method,
@@ -468,49 +441,3 @@ class RequestEngine:
 
 
 # --------------------------------------------------------------------- helpers
-
-
-_SECRET_HEADER_HINTS = ("auth", "key", "token", "secret", "cookie")
-
-
-def _secret_values(headers: Mapping[str, str]) -> list[str]:
-    """Credential values among ``headers`` (``Bearer <key>``: the key too)."""
-    found: list[str] = []
-    for name, value in headers.items():
-        if any(hint in name.lower() for hint in _SECRET_HEADER_HINTS):
-            found.append(value)
-            token = value.partition(" ")[2]
-            if token:
-                found.append(token)
-    return [v for v in found if len(v) >= 8]
-
-
-def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each secret, or the start of one that a truncated body cut (8 characters
-    or more), replaced by ``***``."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-        for length in range(len(secret) - 1, 7, -1):
-            if secret[:length] in text:
-                text = text.replace(secret[:length], "***")
-                break
-    return text
-
-
-def _excerpt(raw: bytes | bytearray | str) -> str:
-    if isinstance(raw, str):
-        text = raw.strip()
-    else:
-        text = bytes(raw[: _ERROR_BODY_CHARS * 4]).decode("utf-8", "replace").strip()
-    return text if len(text) <= _ERROR_BODY_CHARS else text[:_ERROR_BODY_CHARS] + "..."
-
-
-def _safe_url(url: str) -> str:
-    """URL without userinfo, query string or fragment (they may carry API keys)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
