@@ -168,7 +168,7 @@ def build_pipeline(
     with ``documents_dir``, the quality branch of `pixtill.demo_quality` beside it."""
     from pixtill.models.image_generation.diffusers import DiffusersImageGeneration
     from pixtill.models.llms.transformers import TransformersLLM
-    from pixtill.pipeline.dag import Pipeline
+    from pixtill.pipeline import Pipeline
     from pixtill.steps.generators.images_folder import LoadImagesFromFolder
     from pixtill.steps.tasks import ImageGeneration, TextGenerationWithImage
 
