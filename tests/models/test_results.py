@@ -147,3 +147,11 @@ def test_tasks_accept_the_canonical_type(llm: LLM) -> None:
             rows[1][METADATA_COLUMN]["error_gen"]
             == ["step 'gen': row 1: refused by the server"] * 2
         )
+
+
+def test_failed_generate_output_is_the_canonical_failure() -> None:
+    from pixtill.models.llms.base import failed_generate_output
+
+    for error in ("gone", ValueError("bad")):
+        expected = ModelResult.failed(error, 3).to_generate_output()
+        assert failed_generate_output(error, 3) == expected

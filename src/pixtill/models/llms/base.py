@@ -35,10 +35,13 @@ class GenerateOutput(TypedDict, total=False):
 
 
 def failed_generate_output(error: BaseException | str, num_generations: int) -> GenerateOutput:
-    """distilabel's dict for an input whose request failed (`ModelResult.failed`)."""
-    from pixtill.models.results import ModelResult  # results builds on this module's types
-
-    return ModelResult.failed(error, num_generations).to_generate_output()
+    """distilabel's dict for an input whose request failed (the same as
+    ``ModelResult.failed(error, num_generations).to_generate_output()``)."""
+    return {
+        "generations": [None] * num_generations,
+        "statistics": {},
+        "error": error if isinstance(error, str) else f"{type(error).__name__}: {error}",
+    }
 
 
 class LLM(BaseModel):
