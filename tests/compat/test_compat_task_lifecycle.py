@@ -4,6 +4,7 @@ without a pipeline, runtime parameters, and a step's ``dump()`` / ``from_dict()`
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -90,7 +91,9 @@ def test_offline_batch_makes_the_task_global_and_uses_offline_batch_generate() -
 
 
 def test_an_online_model_asked_for_offline_batches_says_which_backends_can() -> None:
-    task = TextGenerationWithImage(name="vision", llm=DescribingLLM(use_offline_batch_generation=True))
+    task = TextGenerationWithImage(
+        name="vision", llm=DescribingLLM(use_offline_batch_generation=True)
+    )
     task.load()
     with pytest.raises(NotImplementedError, match="OpenAIBatchLLM"):
         task.llm.generate_outputs([[{"role": "user", "content": "x"}]])
@@ -152,7 +155,7 @@ def test_an_unknown_runtime_parameter_is_skipped_with_a_hint(
     assert task.llm.region == "eu"  # type: ignore[attr-defined]
 
 
-# -- dump / from_dict --------------------------------------------------------------------------------
+# -- dump / from_dict ---------------------------------------------------------------------
 
 
 def test_dump_names_classes_and_round_trips_without_secrets() -> None:
@@ -175,3 +178,32 @@ def test_from_dict_never_imports_a_module() -> None:
     data["llm"]["type_info"] = {"module": "antigravity", "name": "Anything"}
     with pytest.raises(ValueError, match="never imports code"):
         EchoTask.from_dict(data)
+
+
+def test_a_batch_backend_with_the_flag_answers_through_one_provider_batch(
+    tmp_path: Path,
+) -> None:
+    from http_servers import serve
+    from models.fake_providers import loaded
+    from models.llms.batch_job import KEY
+    from models.llms.fake_batches import FakeBatches
+    from pixtill.models.llms import OpenAIBatchLLM
+    from sample_images import image_bytes
+
+    fake = FakeBatches(api_key=KEY)
+    with serve(fake.app()) as url:
+        llm = OpenAIBatchLLM(
+            model="gpt-4o-mini",
+            base_url=f"{url}/v1",
+            api_key=KEY,
+            state_dir=tmp_path / "batches",
+            use_offline_batch_generation=True,
+            offline_batch_generation_block_until_done=0,
+        )
+        task = TextGenerationWithImage(name="caption", llm=llm)
+        assert task.is_global and not task.supports_streaming
+        rows = [{"instruction": f"row {i}", "image": image_bytes(8 + i, 8)} for i in range(3)]
+        with loaded(task):
+            out = task.process_batch(rows)
+    assert [r["generation"] for r in out] == [f"row {i} | PNG {8 + i}x8 | #0" for i in range(3)]
+    assert len(fake.batches) == 1 and fake.rejected == []

@@ -172,7 +172,9 @@ class RuntimeParametersModelMixin(RuntimeParametersMixin):
         return names
 
     def get_runtime_parameters_info(self) -> list[RuntimeParameterInfo]:
-        infos = [i for i in super().get_runtime_parameters_info() if i["name"] != "generation_kwargs"]
+        infos = [
+            i for i in super().get_runtime_parameters_info() if i["name"] != "generation_kwargs"
+        ]
         field = type(self).model_fields.get("generation_kwargs")
         if field is not None:
             keys = self.runtime_parameters_names["generation_kwargs"]

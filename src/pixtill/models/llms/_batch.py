@@ -257,9 +257,8 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                     f"{type(self).__name__}: batch {batch_id} is not finished after "
                     f"{self.max_wait} s; it keeps running: run again to collect it"
                 )
-            await asyncio.sleep(
-                self.offline_batch_generation_block_until_done or self.poll_interval
-            )
+            every = self.offline_batch_generation_block_until_done
+            await asyncio.sleep(self.poll_interval if every is None else every)
 
     # ----------------------------------------------------------------- state files
 

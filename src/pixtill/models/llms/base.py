@@ -6,9 +6,8 @@ import asyncio
 from abc import abstractmethod
 from typing import Any, Optional
 
-from typing_extensions import TypedDict
-
 from pydantic import Field
+from typing_extensions import TypedDict
 
 from pixtill.mixins.runtime_parameters import RuntimeParameter
 from pixtill.models.base import AsyncBridge, BaseModel
@@ -57,8 +56,7 @@ class LLM(BaseModel):
 
     use_offline_batch_generation: Optional[RuntimeParameter[bool]] = Field(
         default=False,
-        description="Whether to use the `offline_batch_generate` method to generate the "
-        "responses.",
+        description="Whether to use the `offline_batch_generate` method to generate the responses.",
     )
     offline_batch_generation_block_until_done: Optional[RuntimeParameter[int]] = Field(
         default=None,
