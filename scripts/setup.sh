@@ -17,4 +17,4 @@ fi
 # torch first and pinned: the CPU wheel on this kind of machine. Any other torch spec pulls
 # gigabytes of CUDA packages; with 2.13.0 installed, the `local` extra adds nothing torch-wise.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev,local]"
+.venv/bin/python -m pip install --quiet -e ".[dev,local,quality,ocr,ray]"

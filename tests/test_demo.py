@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from local_models import TinyModels, offline, tiny_models
-from pixtill import demo
+from pixtill import demo, demo_quality
 
 pytestmark = pytest.mark.usefixtures("offline")
 _FIXTURES = (offline, tiny_models)  # imported for pytest; named here so linters see them used
@@ -59,6 +59,33 @@ def test_the_demo_runs_end_to_end(
     assert "Distiset.load_from_disk" in printed and "datasets.load_from_disk" in printed
     assert "rows:            3" in printed
 
+    # The quality branch: real OCR of the drawn documents, the judge, dedup and three gates.
+    kept = datasets.load_from_disk(str(output / "dataset" / demo_quality.KEPT_LEAF))
+    dropped = datasets.load_from_disk(str(output / "dataset" / demo_quality.DROPPED_LEAF))
+    assert len(kept) + len(dropped) == len(demo_quality.DOCUMENTS) + len(demo_quality.COPIES)
+    assert sorted(kept["path"]) == [
+        "invoice.png",
+        "label.png",
+        "parking-sign.png",
+        "receipt.png",
+        "shop-sign.png",
+    ]
+    reasons = dict(zip(dropped["path"], dropped["drop_reason"]))
+    assert reasons["shop-sign_copy.jpg"].startswith("unique: not is_duplicate")
+    assert reasons["label_small.png"].startswith("unique: not is_duplicate")
+    assert reasons["bakery-sign.png"] == "text_matches: text_fidelity >= 0.9 (text_fidelity=0.8333)"
+    assert reasons["exit-sign.png"].startswith("text_matches: text_fidelity >= 0.9")
+    assert reasons["poster.png"].startswith("legible: judge_score >= 3")
+    read = {row["path"]: row["ocr_text"] for row in [*kept, *dropped]}
+    assert read["parking-sign.png"] == "NO PARKING"
+    assert read["bakery-sign.png"] == "BAKFRY"  # what is drawn, not what was asked for
+    assert all(isinstance(s, dict) for s in kept["judge_scores"])
+    words = " ".join(printed.split())
+    assert "unique 8 of 10 passed" in words
+    assert "text_matches 6 of 8 passed" in words
+    assert "legible 5 of 6 passed" in words
+    assert "'NO PARKING'" in printed and "not a vision-language model" in printed
+
 
 def test_arguments_and_defaults() -> None:
     args = parse()
@@ -106,3 +133,44 @@ def test_image_prompt_falls_back_when_the_caption_is_empty() -> None:
         ("a blue square", "fallback"),
         ("a green pentagon", "fallback"),
     ]
+
+
+def test_documents_are_drawn_with_their_expected_text(tmp_path: Path) -> None:
+    records = demo_quality.write_documents(tmp_path)
+    assert len(records) == len(demo_quality.DOCUMENTS) + len(demo_quality.COPIES)
+    assert all(r["prompt"].endswith(f'"{r["expected_text"]}"') for r in records)
+    assert {p.name for p in tmp_path.iterdir()} == {r["file_name"] for r in records} | {
+        "metadata.jsonl"
+    }
+
+
+def test_the_offline_judge_answers_in_the_schema_and_refuses_free_text() -> None:
+    from pixtill.images import ImageRef
+    from pixtill.models.structured import StructuredOutputNotSupportedError, parse_structured
+    from pixtill.steps.quality import Criterion, Rubric, verdict_schema
+
+    rubric = Rubric(
+        name="legibility",
+        instructions="rate",
+        criteria=[
+            Criterion(name="contrast", description="c"),
+            Criterion(name="sharpness", description="s"),
+        ],
+    )
+    schema = verdict_schema(rubric)
+    judge = demo_quality.ContrastJudgeLLM()
+    sharp = demo_quality.draw_document("HELLO", "black", "white")
+    faint = demo_quality.draw_document("HELLO", "#909090", "#969696")
+
+    def ask(image: object) -> dict[str, object]:
+        chat = [
+            {"role": "user", "content": [{"type": "image", "image": ImageRef.from_value(image)}]}
+        ]
+        (output,) = judge.generate([chat], structured_output=schema)
+        verdict = parse_structured(output["generations"][0], schema)
+        assert isinstance(verdict, dict)
+        return verdict
+
+    assert ask(sharp)["contrast"] > ask(faint)["contrast"] == 1
+    with pytest.raises(StructuredOutputNotSupportedError):
+        judge.generate([[{"role": "user", "content": "hi"}]])

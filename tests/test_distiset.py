@@ -15,7 +15,7 @@ from PIL import Image
 
 from pixtill.distiset import Distiset
 from pixtill.images import ImageRef
-from pixtill.pipeline.writer import ShardWriter
+from pixtill.store.shards import ShardWriter
 from sample_images import image_bytes
 
 

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from pixtill import __version__
 from pixtill.errors import PixtillError
-from pixtill.pipeline.dag import Pipeline
+from pixtill.pipeline import Pipeline
+from pixtill.pipeline.executors import Executor, LocalExecutor
 from pixtill.run_report import FailureSummary
 from pixtill.steps.base import _Step
 from pixtill.steps.tasks.base import _Task
@@ -121,7 +122,7 @@ def _report(
 
 def load_config(path: str, allow: Sequence[str]) -> Pipeline:
     """Load a pipeline file; any problem with it is a `UsageError` (exit code 2)."""
-    from pixtill.pipeline.serialization import PipelineConfigError
+    from pixtill.pipeline.config_file import PipelineConfigError
 
     if allow:
         # As `python -m` would: modules beside the user are importable for `--allow`.
@@ -260,6 +261,18 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-progress", action="store_true", help="no progress bars (the summary still prints)"
     )
     parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where the rows run: this process (default) or a Ray cluster (the 'ray' extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster to join ('auto', 'ray://host:10001'); "
+        "default: start a local Ray for the run",
+    )
+    parser.add_argument(
         "--max-failure-rate",
         type=_failure_rate,
         default=0.0,
@@ -289,12 +302,25 @@ def _run(args: argparse.Namespace) -> int:
     progress = RichProgress(pipeline=pipeline, dataset_path=output, bars=not args.no_progress)
     with progress:
         distiset = pipeline.run(
-            parameters=parameters, use_cache=not args.no_cache, observer=progress
+            parameters=parameters,
+            use_cache=not args.no_cache,
+            output_dir=output,  # written once, in place: save_to_disk below copies nothing
+            observer=progress,
+            tune_process=True,  # the CLI owns its process (see pixtill.pipeline.runtime)
+            executor=_executor(args),
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")
     print(f"Look at it in your browser: pixtill view {output}")
     return _failure_status(distiset.failures, args.max_failure_rate)
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    if args.executor == "ray":
+        from pixtill.pipeline.executors.ray_executor import RayExecutor
+
+        return RayExecutor(address=args.ray_address)
+    return LocalExecutor()
 
 
 def _failure_status(failures: FailureSummary, max_rate: float) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from pixtill.demo_quality import DROPPED_LEAF, KEPT_LEAF, summary_lines, write_documents
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.typing import StepColumns, StepOutput
 
@@ -161,11 +162,13 @@ def build_pipeline(
     *,
     vlm_kwargs: dict[str, Any],
     image_kwargs: dict[str, Any],
+    documents_dir: Path | None = None,
 ) -> Any:
-    """The demo's `Pipeline`: load images >> caption >> answer >> image prompt >> paint."""
+    """The demo's `Pipeline`: load images >> caption >> answer >> image prompt >> paint, and,
+    with ``documents_dir``, the quality branch of `pixtill.demo_quality` beside it."""
     from pixtill.models.image_generation.diffusers import DiffusersImageGeneration
     from pixtill.models.llms.transformers import TransformersLLM
-    from pixtill.pipeline.dag import Pipeline
+    from pixtill.pipeline import Pipeline
     from pixtill.steps.generators.images_folder import LoadImagesFromFolder
     from pixtill.steps.tasks import ImageGeneration, TextGenerationWithImage
 
@@ -203,6 +206,10 @@ def build_pipeline(
         caption >> answer
         answer >> prompt
         prompt >> paint
+        if documents_dir is not None:
+            from pixtill.demo_quality import build_branch
+
+            build_branch(documents_dir)
     return pipeline
 
 
@@ -325,6 +332,9 @@ def run(args: argparse.Namespace) -> int:
 
     write_sample_images(images_dir, rows)
     print(f"drew {rows} sample images in {images_dir}", flush=True)
+    documents_dir = output / "documents"
+    documents = write_documents(documents_dir)
+    print(f"drew {len(documents)} documents and signs in {documents_dir}", flush=True)
 
     with _quiet_model_libraries():
         tiny_vlm = tiny_image = None
@@ -342,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
             image_model,
             vlm_kwargs=dict(TINY_VLM_KWARGS if args.vlm is None else REAL_VLM_KWARGS),
             image_kwargs=dict(TINY_IMAGE_KWARGS if args.image_model is None else REAL_IMAGE_KWARGS),
+            documents_dir=documents_dir,
         )
         observer = _observer(pipeline, dataset_dir, not args.no_progress)
         with ExitStack() as stack:
@@ -353,6 +364,9 @@ def run(args: argparse.Namespace) -> int:
                 use_cache=False, output_dir=work_dir / "data", observer=observer
             )
 
+    # The main leaf first (leaves come in the order they finished): viewers open it first.
+    for name in [n for n in distiset if n != LEAF]:
+        distiset[name] = distiset.pop(name)
     with _quiet_datasets():
         distiset.save_to_disk(dataset_dir)
         parquet_files = distiset.to_parquet(parquet_dir)
@@ -371,7 +385,24 @@ def run(args: argparse.Namespace) -> int:
         random_image=args.image_model is None,
         first=_first_row(dataset),
     )
+    kept, dropped = (
+        _rows(
+            distiset,
+            leaf,
+            ("path", "expected_text", "ocr_text", "text_fidelity", "judge_score", "drop_reason"),
+        )
+        for leaf in (KEPT_LEAF, DROPPED_LEAF)
+    )
+    print("\n".join(summary_lines(kept, dropped, dataset_dir)), flush=True)
     return 0
+
+
+def _rows(distiset: Any, leaf: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A leaf's rows (only ``columns``); none when the leaf produced no rows."""
+    if leaf not in distiset:
+        return []
+    dataset = distiset[leaf]
+    return list(dataset.select_columns([c for c in columns if c in dataset.column_names]))
 
 
 def _first_row(dataset: Any) -> dict[str, Any]:

@@ -22,11 +22,13 @@ import datasets  # type: ignore[import-untyped,unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 import yaml
+from datasets.utils.py_utils import asdict  # type: ignore[import-untyped,unused-ignore]
 
 from pixtill.images import ImageError
-from pixtill.pipeline.parquet_options import parquet_options
-from pixtill.pipeline.writer import IMAGE_ARROW_TYPE, to_hf_image
 from pixtill.run_report import FailureSummary, summarize_failures
+from pixtill.store.image_column import IMAGE_ARROW_TYPE
+from pixtill.store.parquet_options import parquet_options
+from pixtill.store.shards import to_hf_image
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,31 @@ def _dataset_card(repo_id: str, leaves: Mapping[str, Any]) -> str:
     )
 
 
+def _write_manifest(root: Path, leaves: list[str], columnless: list[str]) -> None:
+    manifest = {"format": "pixtill.distiset", "version": 1, "leaves": leaves}
+    manifest["columnless"] = columnless
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_dataset_state(folder: Path, dataset: Any, files: Sequence[Path]) -> None:
+    """The two files `datasets.Dataset.load_from_disk` reads beside a dataset's Arrow files
+    (as `datasets.Dataset.save_to_disk` writes them)."""
+    state = {
+        "_data_files": [{"filename": os.path.relpath(path, folder)} for path in files],
+        "_fingerprint": dataset._fingerprint,
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    info = asdict(dataset.info)
+    (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), "utf-8")
+    info_text = json.dumps({key: info[key] for key in sorted(info)}, indent=2)
+    (folder / "dataset_info.json").write_text(info_text, encoding="utf-8")
+
+
 class Distiset(dict[str, "datasets.Dataset"]):
     """The result of a run: one `datasets.Dataset` per leaf step (key = leaf step name)."""
 
@@ -168,10 +195,34 @@ class Distiset(dict[str, "datasets.Dataset"]):
                 out[leaf] = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
         return out
 
+    @classmethod
+    def from_run_folder(cls, root: Path, files: Mapping[str, Sequence[Path]]) -> Distiset:
+        """A run's datasets, whose leaves' Arrow stream files lie in ``root/<leaf>/``: each is
+        memory-mapped in place, and ``root`` becomes a saved Distiset (``state.json`` and
+        ``dataset_info.json`` beside the files, ``distiset.json`` at the top), so that
+        `load_from_disk` reads it back and `save_to_disk` to ``root`` copies nothing. Every
+        image's bytes are on disk once."""
+        out = cls.from_arrow_files(files)
+        columnless = []
+        for leaf, dataset in out.items():
+            if not dataset.column_names or not files[leaf]:
+                columnless.append(leaf)
+                continue
+            _write_dataset_state(root / _check_leaf(leaf), dataset, files[leaf])
+        _write_manifest(root, list(out), columnless)
+        out._saved_at = root.resolve()
+        return out
+
     # -- local storage -------------------------------------------------------------------
+    _saved_at: Path | None = None
+
     def save_to_disk(self, path: str | Path) -> None:
-        """One `datasets` ``save_to_disk`` folder per leaf, and a ``distiset.json`` listing them."""
+        """One `datasets` ``save_to_disk`` folder per leaf, and a ``distiset.json`` listing them.
+
+        A run's result saved to its own output folder is already there: nothing is copied."""
         root = Path(path)
+        if self._saved_at is not None and root.resolve() == self._saved_at:
+            return
         root.mkdir(parents=True, exist_ok=True)
         columnless = []
         for leaf, dataset in [(_check_leaf(leaf), dataset) for leaf, dataset in self.items()]:
@@ -181,13 +232,7 @@ class Distiset(dict[str, "datasets.Dataset"]):
                 continue
             # One shard at least: `datasets` writes none for an empty dataset, then cannot load it.
             dataset.save_to_disk(str(target), num_shards=1 if len(dataset) == 0 else None)
-        manifest = {
-            "format": "pixtill.distiset",
-            "version": 1,
-            "leaves": list(self),
-            "columnless": columnless,
-        }
-        (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _write_manifest(root, list(self), columnless)
 
     @classmethod
     def load_from_disk(cls, path: str | Path) -> Distiset:

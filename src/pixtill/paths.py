@@ -16,6 +16,18 @@ def cache_dir() -> Path:
     return base / "pixtill"
 
 
+def data_dir() -> Path:
+    """Where run outputs go by default, apart from the cache (clearing a cache never deletes a
+    dataset): ``$PIXTILL_DATA_DIR``, else ``$XDG_DATA_HOME/pixtill``, else
+    ``~/.local/share/pixtill``."""
+    explicit = os.environ.get("PIXTILL_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "pixtill"
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` so that readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

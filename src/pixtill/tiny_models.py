@@ -379,6 +379,58 @@ def _build_once(target: Path, build: Callable[[Path], Path]) -> Path:
     return target
 
 
+def build_tiny_clip(folder: Path) -> Path:
+    """Write a tiny random CLIP (2-layer text and vision towers, width 32, 30x30 images) and
+    its processor (the CLIP-style BPE above, `CLIPImageProcessorPil`) to ``folder``; return it.
+    For `CLIPScore` tests and the demo: its similarities are random, not meaningful."""
+    torch = _import("torch")
+    transformers = _import("transformers")
+
+    folder = Path(folder)
+    vocab, merges = _clip_vocab()
+    tokenizer = transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=32)
+    image_processor = transformers.CLIPImageProcessorPil(
+        size={"shortest_edge": VLM_IMAGE_SIZE},
+        crop_size={"height": VLM_IMAGE_SIZE, "width": VLM_IMAGE_SIZE},
+    )
+    processor = transformers.CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    torch.manual_seed(SEED)
+    config = transformers.CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 32,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": VLM_IMAGE_SIZE,
+            "patch_size": VLM_PATCH_SIZE,
+        },
+        projection_dim=16,
+    )
+    model = transformers.CLIPModel(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def ensure_tiny_clip(cache: Path | None = None) -> Path:
+    """The tiny CLIP folder, built on first use under ``cache`` (default:
+    ``<pixtill cache>/tiny-models``) and reused afterwards."""
+    root = Path(cache) if cache is not None else cache_dir() / "tiny-models"
+    return _build_once(root / f"clip-v{TINY_MODELS_VERSION}", build_tiny_clip)
+
+
 def ensure_tiny_models(cache: Path | None = None) -> tuple[Path, Path]:
     """The tiny VLM and text-to-image folders, built on first use under
     ``cache`` (default: ``<pixtill cache>/tiny-models``) and reused afterwards."""
@@ -391,7 +443,9 @@ def ensure_tiny_models(cache: Path | None = None) -> tuple[Path, Path]:
 __all__ = [
     "TINY_MODELS_VERSION",
     "VLM_IMAGE_TOKENS",
+    "build_tiny_clip",
     "build_tiny_text_to_image",
     "build_tiny_vlm",
+    "ensure_tiny_clip",
     "ensure_tiny_models",
 ]

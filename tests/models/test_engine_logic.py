@@ -359,3 +359,25 @@ def test_a_hung_server_is_given_up_on_in_about_two_minutes_even_at_concurrency_o
         run(main())
     assert len(transport.requests) == 2
     assert clock.now < 150  # default timeout 60 s, one retry
+
+
+def test_a_retry_queues_ahead_of_first_attempts() -> None:
+    order: list[int] = []
+    failed_once: set[int] = set()
+
+    async def handler(request: HttpRequest) -> HttpResponse:
+        n = int(request.body or b"0")
+        order.append(n)
+        await asyncio.sleep(0)
+        if n == 0 and n not in failed_once:
+            failed_once.add(n)
+            return HttpResponse(500)
+        return OK
+
+    engine, _, _ = engine_with(handler, max_concurrent_requests=1, backoff_base=0.0)
+
+    async def main() -> None:
+        await asyncio.gather(*(engine.post_json("http://x/v1/c", i) for i in range(6)))  # type: ignore[arg-type]
+
+    run(main())
+    assert order.index(0, 1) <= 2  # the retry of row 0 did not wait behind rows 1-5

@@ -20,14 +20,14 @@ from pydantic import BaseModel, Field
 
 from doubles import DescribingLLM
 from pixtill.images import ImageRef
-from pixtill.pipeline.cache import (
+from pixtill.steps.tasks import TextGeneration
+from pixtill.store.cache import (
     ResponseCache,
     decode_value,
     encode_value,
     row_key,
     step_signature,
 )
-from pixtill.steps.tasks import TextGeneration
 from sample_images import image_bytes
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -225,7 +225,7 @@ def test_flushed_rows_survive_sigkill(tmp_path: Path) -> None:
         import sys
         sys.path.insert(0, {str(SRC)!r})
         from pathlib import Path
-        from pixtill.pipeline.cache import ResponseCache
+        from pixtill.store.cache import ResponseCache
 
         cache = ResponseCache(Path({str(path)!r}))
         for i in range(300):

@@ -4,7 +4,7 @@ import gc
 
 import pyarrow as pa
 
-from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer
+from pixtill.store.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer
 
 
 def values(seed: int) -> list[dict[str, object] | None]:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE
-from pixtill.pipeline.parquet_options import parquet_options
+from pixtill.store.image_column import IMAGE_ARROW_TYPE
+from pixtill.store.parquet_options import parquet_options
 
 IMAGE = {"bytes": b"\x89PNG" + bytes(range(256)) * 4, "path": None}
 

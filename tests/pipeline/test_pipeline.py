@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from doubles import DescribingLLM, PaletteImageModel
+from pixtill.distiset import Distiset
 from pixtill.errors import StepConfigError
 from pixtill.models.llms import LLM, AsyncLLM, FormattedInput, GenerateOutput
 from pixtill.pipeline import Pipeline, PipelineError, RunObserver, StepLoadError, StepSummary
@@ -98,7 +99,11 @@ def test_vision_pipeline_to_distiset(tmp_path: Path) -> None:
     assert first["image"].size == (8, 8)
     assert first["generation"] == "[0] saw user: q0 <PNG 8x8>"
     assert first[METADATA_COLUMN]["statistics_caption"]["input_tokens"] > 0
-    assert sorted(p.name for p in (tmp_path / "out" / "caption").glob("*.parquet"))
+    assert sorted(p.name for p in (tmp_path / "out" / "caption").glob("*.arrow"))
+    assert (
+        Distiset.load_from_disk(tmp_path / "out")["caption"]["instruction"]
+        == dataset["instruction"]
+    )
     summary = pipeline.last_summary
     assert summary is not None
     assert summary.leaf_rows == {"caption": 12}

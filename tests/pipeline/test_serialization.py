@@ -14,13 +14,17 @@ from pydantic import Field, SecretStr
 from doubles import DescribingLLM, PaletteImageModel
 from pixtill.images import ResizePolicy
 from pixtill.pipeline import Pipeline
-from pixtill.pipeline.serialization import (
+from pixtill.pipeline.config_file import (
     PipelineConfigError,
     UntrustedTypeError,
-    load_pipeline,
-    pipeline_from_dict,
     pipeline_to_dict,
     resolve_class,
+)
+from pixtill.pipeline.config_file import (
+    graph_from_dict as pipeline_from_dict,
+)
+from pixtill.pipeline.config_file import (
+    load_graph as load_pipeline,
 )
 from pixtill.steps import LoadDataFromDicts, Step, StepInput
 from pixtill.steps.tasks import ImageGeneration, TextGenerationWithImage

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pixtill.images import ImageRef
-from pixtill.pipeline.writer import IMAGE_ARROW_TYPE, ShardWriter, to_hf_image
+from pixtill.store.shards import IMAGE_ARROW_TYPE, ShardWriter, to_hf_image
 from sample_images import image_bytes, truncated_png
 
 
@@ -159,7 +159,7 @@ def test_bad_image_becomes_null_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     writer = ShardWriter(tmp_path, image_columns=["image"])
-    with caplog.at_level(logging.WARNING, logger="pixtill.pipeline.writer"):
+    with caplog.at_level(logging.WARNING, logger="pixtill.store.shards"):
         writer.write(
             [
                 {"image": image_bytes()},

@@ -16,6 +16,8 @@ preparation every backend shares), `encode`, `fetch` (URLs, async and blocking),
 
 from __future__ import annotations
 
+from pixtill.images import coerce as _coerce
+from pixtill.images import ref as _ref
 from pixtill.images.coerce import coerce_image, is_image_value
 from pixtill.images.decode import DEFAULT_MAX_PIXELS
 from pixtill.images.encode import encode_image
@@ -36,6 +38,8 @@ from pixtill.images.fetch import (
 from pixtill.images.modes import prepare_pil
 from pixtill.images.ref import ImageKind, ImageRef, ImageType
 from pixtill.images.resize import ResizePolicy
+
+_ref._from_value = _coerce.from_value  # see ref.py: the hook that keeps coerce <-> ref one-way
 
 __all__ = [
     "DEFAULT_FETCH_TIMEOUT",

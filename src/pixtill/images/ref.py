@@ -6,7 +6,7 @@ import asyncio
 import copy
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Literal
@@ -49,6 +49,12 @@ def file_error(path: Path, exc: OSError) -> ImageError:
     return ImageError(f"cannot read {preview(str(path), 200)}: {exc.strerror or exc}")
 
 
+# Builds a ref from any image form: `pixtill.images.coerce.from_value`, installed by the
+# package's `__init__`. coerce.py builds `ImageRef`s, so importing it from here would be an
+# import circle.
+_from_value: Callable[[object, ImageType, int | None], ImageRef] | None = None
+
+
 class ImageRef:
     """A reference to one image; bytes are read, fetched and decoded lazily, only when asked.
 
@@ -87,8 +93,6 @@ class ImageRef:
         cls, value: object, image_type: ImageType = "auto", *, max_pixels: int | None = None
     ) -> ImageRef:
         """Accept any image form (see `pixtill.images`); ``image_type`` restricts which."""
-        from pixtill.images.coerce import from_value
-
         if image_type not in IMAGE_TYPES:
             raise ValueError(f"unknown image_type {image_type!r}; expected one of {IMAGE_TYPES}")
         if max_pixels is not None and max_pixels < 1:
@@ -103,7 +107,9 @@ class ImageRef:
             clone._max_pixels = max_pixels
             clone._validated = False  # checked against another limit
             return clone
-        return from_value(value, image_type, max_pixels)
+        if _from_value is None:  # pragma: no cover - `pixtill.images` installs it on import
+            raise RuntimeError("pixtill.images.coerce is not loaded")
+        return _from_value(value, image_type, max_pixels)
 
     @property
     def kind(self) -> ImageKind:

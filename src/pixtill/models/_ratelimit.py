@@ -209,11 +209,16 @@ class SlotPool:
             return True
         return False
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, first: bool = False) -> None:
+        """Wait for a slot; ``first`` queues ahead of everyone (a retry: its row has waited
+        already, and rows behind it in a streaming pipeline wait for it)."""
         if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        if first:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         try:
             await fut
         except asyncio.CancelledError:

@@ -10,14 +10,16 @@ text (as distilabel keeps it); `parse_structured` turns it into a checked Python
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Union
 
 import jsonschema
+import orjson
 from pydantic import BaseModel as PydanticModel
 from pydantic import ValidationError
 
 from pixtill.errors import PixtillError
-from pixtill.utils.fast_json import loads
+from pixtill.utils.fast_json import dumps, loads
 
 StructuredOutputSpec = Union[dict[str, Any], type[PydanticModel]]
 
@@ -79,12 +81,22 @@ def parse_structured(text: Any, spec: StructuredOutputSpec) -> Any:
             ) from exc
     schema = json_schema_of(spec)
     try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise StructuredOutputError(
-            f"reply does not match the schema at {where}: {exc.message}"
-        ) from exc
+        validator = _validator(dumps(schema, option=orjson.OPT_SORT_KEYS))
     except jsonschema.SchemaError as exc:
         raise StructuredOutputError(f"the output schema itself is invalid: {exc.message}") from exc
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        raise StructuredOutputError(f"reply does not match the schema at {where}: {error.message}")
     return value
+
+
+@functools.lru_cache(maxsize=128)
+def _validator(schema_json: bytes) -> Any:
+    """A checked validator per schema (by its canonical JSON). ``jsonschema.validate`` checks
+    the schema against its meta-schema on every call, ~4 ms, which dominated a judge's cost per
+    row; the same errors (`best_match`) come out of a cached validator in ~30 us."""
+    schema = loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)

@@ -254,8 +254,10 @@ class RequestEngine:
                     tpm.refund(float(tokens))
                 raise
 
-    async def _admit(self, pool: SlotPool) -> None:
-        """Take a slot, honouring a ``Retry-After`` pause of new starts."""
+    async def _admit(self, pool: SlotPool, retry: bool) -> None:
+        """Take a slot, honouring a ``Retry-After`` pause of new starts. A retry queues ahead
+        of first attempts, so a row that waited out a backoff does not then wait behind every
+        row queued since (which would hold back a streaming pipeline's output order)."""
         limit, clock = self._limit, self.clock
         while True:
             wait = limit.paused_for()
@@ -263,7 +265,7 @@ class RequestEngine:
                 await clock.sleep(wait)
                 continue
             if not pool.try_acquire():
-                await pool.acquire()
+                await pool.acquire(first=retry)
             if limit.paused_for() > 0.0:  # the pause began while we queued
                 pool.release()
                 continue
@@ -307,7 +309,7 @@ class RequestEngine:
             attempt += 1
             if self._paced:
                 await self._pace(tokens)
-            await self._admit(pool)
+            await self._admit(pool, attempt > 1)
             epoch = limit.epoch
             stats.in_flight += 1
             if model_request and self._first_attempt is None:

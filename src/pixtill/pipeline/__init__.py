@@ -1,4 +1,5 @@
-from pixtill.pipeline.dag import Pipeline, PipelineError, StepLoadError
+from pixtill.pipeline.errors import PipelineError, StepLoadError
+from pixtill.pipeline.pipeline import Pipeline
 from pixtill.pipeline.progress import RunObserver, RunSummary, StepSummary
 
 __all__ = [

@@ -34,7 +34,7 @@ from rich.text import Text
 from pixtill.pipeline.progress import RequestStats, RunObserver, RunSummary, StepSummary
 
 if TYPE_CHECKING:
-    from pixtill.pipeline.dag import Pipeline
+    from pixtill.pipeline.graph import Graph as Pipeline
 
 __all__ = ["RichProgress", "load_hint"]
 
@@ -236,11 +236,8 @@ class RichProgress(RunObserver):
             lines.append(f"dataset: {self.dataset_path}")
             lines.append(f"load it with: {load_hint(self.dataset_path)}")
         elif summary.output_dir is not None:
-            lines.append(f"Parquet shards: {summary.output_dir}")
-            lines.append(
-                "save the returned Distiset with distiset.save_to_disk(path), then load it "
-                f"with: {load_hint('path')}"
-            )
+            lines.append(f"dataset: {summary.output_dir}")
+            lines.append(f"load it with: {load_hint(summary.output_dir)}")
         return lines
 
     def _expected_rows(self, steps: list[str], total_rows: int | None) -> dict[str, int | None]:

@@ -21,6 +21,14 @@ from pydantic import (
 from pixtill.errors import MissingColumnError, StepConfigError
 from pixtill.mixins.runtime_parameters import RuntimeParametersMixin
 from pixtill.mixins.serialization import Serializable
+from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.sharding import (
+    ShardBatch,
+    contiguous_range,
+    islice_rows,
+    numbered,
+    round_robin,
+)
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
 
 StepInput = Annotated[list[dict[str, Any]], "StepInput"]
@@ -264,6 +272,30 @@ class GeneratorStep(_Step):
     def process_applying_mappings(self, offset: int = 0) -> GeneratorStepOutput:
         for rows, last in self.process(offset):
             yield self._rename_outputs(rows), last
+
+    def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+        """Rank ``rank``'s part of the rows for ``world_size`` shards, as ``(global row
+        numbers, rows, is_last)`` batches (output mappings applied). Shards partition the
+        rows exactly; a row's number is its position in the unsharded data. This default
+        reads every row and keeps ``i % world_size == rank``; loaders that know their size
+        read only their block (`pixtill.steps.generators.sharding`)."""
+        if world_size == 1 and rank == 0:
+            yield from numbered(self.process_applying_mappings(0), 0)
+            return
+        yield from round_robin(self.process_applying_mappings(0), rank, world_size, self.batch_size)
+
+    def _contiguous_shard(self, total: int, rank: int, world_size: int) -> Iterator[ShardBatch]:
+        """Rank ``rank``'s contiguous block of a loader of ``total`` rows whose `process`
+        takes an offset and yields rows in a stable order."""
+        if world_size == 1 and rank == 0:
+            yield from numbered(self.process_applying_mappings(0), 0)
+            return
+        block = contiguous_range(total, rank, world_size)
+        if not block:
+            yield [], [], True
+            return
+        stream = islice_rows(self.process_applying_mappings(block.start), len(block))
+        yield from numbered(batches_with_last(stream, self.batch_size), block.start)
 
 
 def iter_rows(step_output: Iterator[list[Row]]) -> Iterator[Row]:

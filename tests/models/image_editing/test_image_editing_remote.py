@@ -13,7 +13,7 @@ from PIL import Image
 
 from doubles import PaletteImageModel
 from http_servers import serve
-from models.fake_providers import FAST, loaded
+from models.fake_providers import FAST, free_port, loaded
 from models.image_editing.fake_edits import FakeEdits
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_editing import InferenceEndpointsImageEditing, OpenAIImageEditing
@@ -144,6 +144,18 @@ def test_openai_edit_with_a_refused_key_stops_the_step(fake: FakeEdits, url: str
         task.process_batch([{"image": image_bytes(), "prompt": "x"}] * 3)
     assert str(info.value).startswith("step 'edit': model 'gpt-image-1' at ")
     assert "401" in str(info.value) and KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["openai", "hf"])
+def test_a_dead_edit_server_stops_the_step_naming_it(kind: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    model = openai_editor(dead, max_retries=0) if kind == "openai" else hf_editor(dead)
+    task = ImageEditing(name="edit", image_editing_model=model)
+    with loaded(task), pytest.raises(ModelUnavailableError) as info:
+        task.process_batch([{"image": image_bytes(), "prompt": "p"}])
+    message = str(info.value)
+    assert message.startswith(f"step 'edit': model '{model.model_name}'")
+    assert "connection refused" in message and KEY not in message
 
 
 def test_hf_image_to_image_sends_base64_and_prompt(fake: FakeEdits, url: str) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from http_servers import serve
-from models.fake_providers import loaded
+from models.fake_providers import free_port, loaded
 from models.llms.batch_job import KEY, build
 from models.llms.fake_batches import FakeBatches
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.llms import AnthropicBatchLLM, OpenAIBatchLLM
 from pixtill.steps.tasks import METADATA_COLUMN, TextGenerationWithImage
 from sample_images import image_bytes, truncated_png
@@ -234,6 +235,15 @@ def test_a_refused_key_is_never_shown(
     assert KEY not in str(raised.value)
     assert KEY[:12] not in str(raised.value)
     assert not (tmp_path / "batches").exists() or not any((tmp_path / "batches").iterdir())
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_dead_batch_server_is_named(provider: str, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    llm = openai_llm(dead, tmp_path) if provider == "openai" else anthropic_llm(dead, tmp_path)
+    with loaded(llm), pytest.raises(ModelUnavailableError, match="connection refused") as info:
+        llm.generate([[{"role": "user", "content": "hello"}]])
+    assert llm.model_name in str(info.value)
 
 
 class _Fields(TextGenerationWithImage):

@@ -393,3 +393,21 @@ def test_a_consumer_may_stop_early_without_leaking(make: Factory) -> None:
     assert not last
     batches.close()
     assert ids(collect(step, offset=21)) == [21, 22]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 7])
+def test_shards_partition_the_rows_with_global_numbers(
+    make: Factory, streaming: bool, world_size: int
+) -> None:
+    step = make(batch_size=4, streaming=streaming)
+    seen: dict[int, dict[str, Any]] = {}
+    for rank in range(world_size):
+        batches = list(step.process_shard(rank, world_size))
+        assert batches[-1][2] is True and all(not last for _, _, last in batches[:-1])
+        for numbers, rows, _ in batches:
+            for number, row in zip(numbers, rows):
+                assert number not in seen, "two shards share a row number"
+                seen[number] = row
+    assert sorted(seen) == list(range(N_ROWS))
+    assert [seen[n] for n in range(N_ROWS)] == ROWS  # the number is the row's global position

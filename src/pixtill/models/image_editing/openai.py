@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
@@ -106,10 +107,13 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
     ) -> list[str]:
         body, content_type = encode_multipart([*fields, ("n", str(n))])
         url = f"{self.base_url.rstrip('/')}/images/edits"
+        error: Exception
         try:
             raw, _ = await engine.post_body(url, body, content_type, headers=self._request_auth)
         except RequestError as exc:
             error = self._scrub(exc)
+        except ModelUnavailableError as exc:  # a dead server: the run's problem, named
+            error = self._unavailable(exc)
         else:
             return await self._images(engine, raw)
         raise error  # outside the handler: the unscrubbed error is not its __context__

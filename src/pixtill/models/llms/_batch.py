@@ -24,11 +24,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
 from pixtill.models.llms._wire import Choice, _image_of, generate_output
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
 from pixtill.models.remote import InvalidResponseError, RemoteModel
-from pixtill.models.transport import RequestEngine
+from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.paths import cache_dir, write_atomically
 from pixtill.utils import fast_json
 
@@ -283,6 +284,20 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         write_atomically(path, fast_json.dumps(state))
 
     # ----------------------------------------------------------------- helpers
+
+    async def _post_raw(
+        self, engine: RequestEngine, url: str, body: bytes, content_type: str
+    ) -> bytes:
+        """`RequestEngine.post_body`, its failure scrubbed of secrets (a dead server's naming
+        this model), like the JSON requests of `RemoteModel`."""
+        error: Exception
+        try:
+            return (await engine.post_body(url, body, content_type))[0]
+        except RequestError as exc:
+            error = self._scrub(exc)
+        except ModelUnavailableError as exc:
+            error = self._unavailable(exc)
+        raise error  # outside the handler: the unscrubbed error is not its __context__
 
     async def _get_json(self, engine: RequestEngine, url: str) -> Any:
         body = await self._get(engine, url)

@@ -19,7 +19,7 @@ from pixtill.models.llms.anthropic import ANTHROPIC_BASE_URL, AnthropicLLM, _ant
 from pixtill.models.llms.base import FormattedInput
 from pixtill.models.remote import InvalidResponseError, SecretField, excerpt, resolve_secret
 from pixtill.models.structured import json_schema_of, schema_name
-from pixtill.models.transport import RequestEngine, RequestError
+from pixtill.models.transport import RequestEngine
 from pixtill.utils import fast_json
 
 __all__ = ["AnthropicBatchLLM"]
@@ -106,13 +106,9 @@ class AnthropicBatchLLM(BatchLLM):
         # The request lines are already-encoded JSON objects: splice them into one body
         # instead of decoding and re-encoding every image.
         payload = b'{"requests":[' + b",".join(line.rstrip(b"\n") for line in lines) + b"]}"
-        try:
-            raw, _ = await engine.post_body(
-                f"{self._root()}/messages/batches", payload, "application/json"
-            )
-        except RequestError as exc:
-            error = self._scrub(exc)
-            raise error from None
+        raw = await self._post_raw(
+            engine, f"{self._root()}/messages/batches", payload, "application/json"
+        )
         created = _object(raw, "creating the batch")
         batch_id = created.get("id")
         if not isinstance(batch_id, str):

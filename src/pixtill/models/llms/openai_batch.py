@@ -21,7 +21,7 @@ from pixtill.models.llms.openai import OPENAI_BASE_URL, OpenAIChatLLM
 from pixtill.models.multipart import FilePart, encode_multipart
 from pixtill.models.remote import InvalidResponseError, SecretField, excerpt, resolve_secret
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of, schema_name
-from pixtill.models.transport import RequestEngine, RequestError
+from pixtill.models.transport import RequestEngine
 
 __all__ = ["OpenAIBatchLLM"]
 
@@ -115,30 +115,25 @@ class OpenAIBatchLLM(BatchLLM):
                 ("file", FilePart(b"".join(lines), "pixtill-batch.jsonl", "application/jsonl")),
             ]
         )
-        try:
-            raw, _ = await engine.post_body(f"{self._root()}/files", body, content_type)
-        except RequestError as exc:
-            error = self._scrub(exc)
-        else:
-            uploaded = _json_object(raw, "the file upload")
-            file_id = uploaded.get("id")
-            if not isinstance(file_id, str):
-                raise InvalidResponseError("OpenAIBatchLLM", f"upload gave no id: {excerpt(raw)}")
-            created = await self._post_json(
-                engine,
-                f"{self._root()}/batches",
-                {
-                    "input_file_id": file_id,
-                    "endpoint": "/v1/chat/completions",
-                    "completion_window": self.completion_window,
-                    "metadata": {"created_by": "pixtill"},
-                },
-            )
-            batch_id = created.get("id") if isinstance(created, dict) else None
-            if not isinstance(batch_id, str):
-                raise InvalidResponseError("OpenAIBatchLLM", f"no batch id: {excerpt(created)}")
-            return batch_id
-        raise error
+        raw = await self._post_raw(engine, f"{self._root()}/files", body, content_type)
+        uploaded = _json_object(raw, "the file upload")
+        file_id = uploaded.get("id")
+        if not isinstance(file_id, str):
+            raise InvalidResponseError("OpenAIBatchLLM", f"upload gave no id: {excerpt(raw)}")
+        created = await self._post_json(
+            engine,
+            f"{self._root()}/batches",
+            {
+                "input_file_id": file_id,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": self.completion_window,
+                "metadata": {"created_by": "pixtill"},
+            },
+        )
+        batch_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(batch_id, str):
+            raise InvalidResponseError("OpenAIBatchLLM", f"no batch id: {excerpt(created)}")
+        return batch_id
 
     async def _poll(self, engine: RequestEngine, batch_id: str) -> BatchStatus:
         batch = await self._get_json(engine, f"{self._root()}/batches/{batch_id}")

@@ -25,6 +25,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from pixtill.errors import StepConfigError
 from pixtill.steps.base import GeneratorStep
 from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.sharding import ShardBatch
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
 T = TypeVar("T")
@@ -183,6 +184,14 @@ class _DatasetsLoader(GeneratorStep):
             yield from self._process_streaming(dataset, offset)
         else:
             yield from self._process_arrow(dataset, offset)
+
+    def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+        """A prepared dataset: a contiguous block of rows. Streaming: every rank reads the
+        stream and keeps rows ``i % world_size == rank`` (the stream's length is unknown)."""
+        total = self.total_rows()
+        if total is None:
+            return super().process_shard(rank, world_size)
+        return self._contiguous_shard(total, rank, world_size)
 
     def _process_arrow(self, dataset: Any, offset: int) -> GeneratorStepOutput:
         total = self._capped(len(dataset))

@@ -22,39 +22,32 @@ that cannot be parsed raises `SidecarError` naming the file and line.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import posixpath
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from pixtill.errors import PixtillError, StepConfigError
+from pixtill.errors import StepConfigError
 from pixtill.images import ImageRef
 from pixtill.steps.base import GeneratorStep
 from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.images_folder_metadata import (
+    MetadataIndex,
+    SidecarError,
+    decode_text,
+    read_bytes,
+)
+from pixtill.steps.generators.sharding import ShardBatch
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
 DEFAULT_EXTENSIONS = [".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff"]
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 TEXT_COLUMN = "text"
-_FILE_NAME = "file_name"
-
-
-class SidecarError(PixtillError, ValueError):
-    """A metadata file or per-image sidecar that cannot be read or parsed."""
-
-    def __init__(self, path: Path, message: str, *, line: int | None = None) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        where = f"'{path}'" if line is None else f"'{path}', line {line}"
-        super().__init__(f"bad metadata in {where}: {message}")
 
 
 @dataclass
@@ -73,166 +66,6 @@ class _Level:
     entries: Iterator[os.DirEntry[str]]
     names: frozenset[str]
     identity: tuple[int, int]
-
-
-def _decode(path: Path, data: bytes, first_line: int = 1) -> str:
-    """UTF-8 text (a leading BOM dropped); ``first_line`` is the line number ``data`` starts on."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = first_line + data.count(b"\n", 0, exc.start)
-        raise SidecarError(path, f"not UTF-8 text ({exc.reason})", line=line) from exc
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SidecarError(path, f"cannot read it: {exc.strerror or exc}") from exc
-
-
-def _normalize_name(name: str) -> str:
-    return posixpath.normpath(name.strip().replace(os.sep, "/"))
-
-
-@dataclass
-class _MetadataIndex:
-    """Where each record of the folder's metadata file starts: ``file_name -> (offset, line)``."""
-
-    path: Path
-    columns: list[str] = field(default_factory=list)
-    offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
-    header: list[str] | None = None  # CSV only
-
-    @property
-    def is_csv(self) -> bool:
-        return self.path.suffix == ".csv"
-
-    def _add(self, record: dict[str, Any], offset: int, line: int, reserved: set[str]) -> None:
-        name = record.get(_FILE_NAME)
-        if not isinstance(name, str) or not name.strip():
-            raise SidecarError(self.path, f"no {_FILE_NAME!r} string in the record", line=line)
-        key = _normalize_name(name)
-        if key in self.offsets:
-            first = self.offsets[key][1]
-            raise SidecarError(
-                self.path, f"{_FILE_NAME} {name!r} listed again (first on line {first})", line=line
-            )
-        self.offsets[key] = (offset, line)
-        for column in record:
-            if column == _FILE_NAME or column in self.columns:
-                continue
-            if column in reserved:
-                raise SidecarError(
-                    self.path,
-                    f"column {column!r} clashes with the step's own column of that name "
-                    "(rename it, or set image_column/path_column)",
-                    line=line,
-                )
-            self.columns.append(column)
-
-    # -- JSON Lines ------------------------------------------------------------------------
-
-    def _parse_json_line(self, raw: bytes, line: int) -> dict[str, Any]:
-        text = _decode(self.path, raw, line)
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SidecarError(
-                self.path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=line
-            ) from exc
-        if not isinstance(record, dict):
-            raise SidecarError(
-                self.path, f"expected a JSON object, got {type(record).__name__}", line=line
-            )
-        return record
-
-    def _build_jsonl(self, reserved: set[str]) -> None:
-        with self.path.open("rb") as file:
-            offset = 0
-            for line, raw in enumerate(file, start=1):
-                if raw.strip():
-                    self._add(self._parse_json_line(raw, line), offset, line, reserved)
-                offset += len(raw)
-
-    # -- CSV -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _lines(file: IO[bytes], path: Path, position: list[int]) -> Iterator[str]:
-        """Decoded lines. ``position`` is ``[byte offset, line number]`` of the last line read
-        (updated as lines are read)."""
-        for raw in file:
-            position[0] += len(raw)
-            position[1] += 1
-            yield _decode(path, raw, position[1])
-
-    def _build_csv(self, reserved: set[str]) -> None:
-        with self.path.open("rb") as file:
-            position = [0, 0]
-            reader = csv.reader(self._lines(file, self.path, position), strict=True)
-            try:
-                header = next(reader, None)
-                if header is None:
-                    raise SidecarError(self.path, "the file is empty", line=1)
-                if _FILE_NAME not in header:
-                    raise SidecarError(self.path, f"no {_FILE_NAME!r} column in the header", line=1)
-                if len(set(header)) != len(header):
-                    raise SidecarError(self.path, "repeated column names in the header", line=1)
-                self.header = header
-                while True:
-                    start, line = position[0], reader.line_num + 1
-                    fields = next(reader, None)
-                    if fields is None:
-                        break
-                    if not fields:
-                        continue
-                    self._add(self._csv_record(fields, line), start, line, reserved)
-            except csv.Error as exc:
-                raise SidecarError(self.path, f"invalid CSV: {exc}", line=reader.line_num) from exc
-
-    def _csv_record(self, fields: list[str], line: int) -> dict[str, Any]:
-        assert self.header is not None
-        if len(fields) != len(self.header):
-            raise SidecarError(
-                self.path,
-                f"{len(fields)} fields where the header has {len(self.header)}",
-                line=line,
-            )
-        return dict(zip(self.header, fields))
-
-    # -- both ------------------------------------------------------------------------------
-
-    @classmethod
-    def build(cls, path: Path, reserved: set[str]) -> _MetadataIndex:
-        index = cls(path)
-        try:
-            if index.is_csv:
-                index._build_csv(reserved)
-            else:
-                index._build_jsonl(reserved)
-        except OSError as exc:
-            raise SidecarError(path, f"cannot read it: {exc.strerror or exc}") from exc
-        return index
-
-    def read(self, file: IO[bytes], key: str) -> dict[str, Any] | None:
-        """The record for ``key`` (without ``file_name``), read from the open metadata file."""
-        found = self.offsets.get(key)
-        if found is None:
-            return None
-        offset, line = found
-        file.seek(offset)
-        if self.is_csv:
-            reader = csv.reader(self._lines(file, self.path, [offset, line - 1]), strict=True)
-            try:
-                record = self._csv_record(next(reader, []), line)
-            except csv.Error as exc:
-                raise SidecarError(self.path, f"invalid CSV: {exc}", line=line) from exc
-        else:
-            record = self._parse_json_line(file.readline(), line)
-        name = record.pop(_FILE_NAME, None)
-        if not isinstance(name, str) or _normalize_name(name) != key:
-            raise SidecarError(self.path, "the file changed after load()", line=line)
-        return record
 
 
 class LoadImagesFromFolder(GeneratorStep):
@@ -262,7 +95,7 @@ class LoadImagesFromFolder(GeneratorStep):
     num_examples: int | None = Field(default=None, ge=0, description="Use at most this many.")
 
     _root: Path | None = PrivateAttr(default=None)
-    _index: _MetadataIndex | None = PrivateAttr(default=None)
+    _index: MetadataIndex | None = PrivateAttr(default=None)
 
     @field_validator("extensions")
     @classmethod
@@ -312,7 +145,7 @@ class LoadImagesFromFolder(GeneratorStep):
                     "keep one"
                 )
             if present:
-                index = _MetadataIndex.build(present[0], self._reserved())
+                index = MetadataIndex.build(present[0], self._reserved())
         self._root, self._index = root, index
 
     def unload(self) -> None:
@@ -392,7 +225,7 @@ class LoadImagesFromFolder(GeneratorStep):
         if json_name in found.siblings and json_name != found.path.name:
             path = found.path.with_name(json_name)
             try:
-                value = json.loads(_decode(path, _read(path)))
+                value = json.loads(decode_text(path, read_bytes(path)))
             except json.JSONDecodeError as exc:
                 raise SidecarError(
                     path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno
@@ -407,7 +240,7 @@ class LoadImagesFromFolder(GeneratorStep):
             path = found.path.with_name(text_name)
             if TEXT_COLUMN in reserved:
                 raise SidecarError(path, f"its {TEXT_COLUMN!r} column clashes with the step's own")
-            extra[TEXT_COLUMN] = _decode(path, _read(path)).strip()
+            extra[TEXT_COLUMN] = decode_text(path, read_bytes(path)).strip()
         return extra
 
     def _row(self, found: _Found, meta_file: IO[bytes] | None) -> Row:
@@ -421,6 +254,10 @@ class LoadImagesFromFolder(GeneratorStep):
                 row.update({column: record.get(column) for column in index.columns})
             row.update(self._sidecars(found))
         return row
+
+    def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
+        """A contiguous block of the sorted listing; only its files and sidecars are read."""
+        return self._contiguous_shard(self.total_rows(), rank, world_size)
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:
         """Yield ``(rows, is_last)`` batches of ``batch_size`` rows, skipping ``offset`` files."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 
-from pixtill.pipeline.image_column import IMAGE_ARROW_TYPE
+from pixtill.store.image_column import IMAGE_ARROW_TYPE
 
 DEFAULT_CODEC = "snappy"
 
