@@ -207,3 +207,17 @@ def test_a_batch_backend_with_the_flag_answers_through_one_provider_batch(
             out = task.process_batch(rows)
     assert [r["generation"] for r in out] == [f"row {i} | PNG {8 + i}x8 | #0" for i in range(3)]
     assert len(fake.batches) == 1 and fake.rejected == []
+
+
+def test_in_a_pipeline_an_offline_batch_task_gets_every_row_in_one_call(tmp_path: Path) -> None:
+    from pixtill.steps import LoadDataFromDicts
+
+    with Pipeline(name="offline", cache_dir=tmp_path / "cache") as pipeline:
+        loader = LoadDataFromDicts(data=[{"instruction": str(i)} for i in range(5)], batch_size=2)
+        task = BatchingEchoTask(
+            name="echo", llm=CountingBatchLLM(use_offline_batch_generation=True), input_batch_size=2
+        )
+        loader >> task
+    distiset = pipeline.run(use_cache=False, output_dir=tmp_path / "out")
+    assert task.llm.calls == ["offline:5"]  # type: ignore[attr-defined]
+    assert distiset["echo"]["answer"] == ["batched"] * 5
