@@ -12,12 +12,10 @@ a limit is real, at most once per window of responses; a real limit whose 429s c
 ``Retry-After`` pauses new starts instead; the window grows back by about one slot per window of
 successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
 
-Fail-fast: until a model request has succeeded, a refused connection, an unknown host, 401/403,
-404/405, the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets), or
-``fail_fast_seconds`` passing over at least two such failures raise
-`~pixtill.errors.ModelUnavailableError` at once, and every later request of the engine raises it
-too: a dead server or a wrong ``base_url`` stops the run in seconds with one message, a hung one
-in about two minutes.
+Fail-fast (`~pixtill.models._failfast.FailFast`): until a model request has succeeded, a
+refused connection, an unknown host, 401/403, 404/405, the first ``fail_fast_attempts`` attempts
+all failing, or ``fail_fast_seconds`` passing over two such failures raise
+`~pixtill.errors.ModelUnavailableError`, now and for every later request of the engine.
 
 Attempts go through a `~pixtill.models.http.Transport` (aiohttp by default, `MockTransport` in
 tests) and sleeps through a `~pixtill.models.http.Clock`, so the engine's logic is tested
@@ -38,14 +36,8 @@ from typing import Any, NoReturn, Union
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models._aiohttp import AiohttpTransport
-from pixtill.models._failures import (
-    Failure,
-    excerpt,
-    safe_url,
-    scrub_secrets,
-    secret_values,
-    systemic_cause,
-)
+from pixtill.models._failfast import FailFast
+from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets
 from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
@@ -112,10 +104,7 @@ class RequestEngine:
         self._tpm = TokenBucket.per_minute(tpm, clock=now) if tpm else None
         self._paced = self._rpm is not None or self._tpm is not None
         self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
-        self._healthy = False  # a model request has succeeded
-        self._failed_attempts = 0  # systemic-looking failures before the first success
-        self._first_attempt: float | None = None  # when the first model request started
-        self._unavailable: ModelUnavailableError | None = None
+        self._fail_fast = FailFast(cfg.fail_fast_attempts, cfg.fail_fast_seconds, now)
         self.stats = EngineStats(concurrency_limit=self._limit.value)
 
     def __repr__(self) -> str:
@@ -216,9 +205,7 @@ class RequestEngine:
         """Close the transport's connections (the engine stays usable) and forget a previous
         "unavailable" verdict."""
         self._pools.clear()
-        self._unavailable = None
-        self._failed_attempts = 0
-        self._first_attempt = None
+        self._fail_fast.reset()
         await self.transport.aclose()
 
     async def __aenter__(self) -> RequestEngine:
@@ -297,8 +284,8 @@ class RequestEngine:
         The payload is built and serialised once, when the first attempt has its slot: callers
         may queue thousands of requests without holding thousands of encoded bodies.
         """
-        if self._unavailable is not None:
-            raise self._unavailable
+        fail_fast = self._fail_fast
+        fail_fast.raise_if_unavailable()
         pool, limit, stats, clock = self._pool(), self._limit, self.stats, self.clock
         cfg = self.config
         max_attempts = cfg.max_retries + 1
@@ -312,11 +299,10 @@ class RequestEngine:
             await self._admit(pool, attempt > 1)
             epoch = limit.epoch
             stats.in_flight += 1
-            if model_request and self._first_attempt is None:
-                self._first_attempt = clock.monotonic()
+            if model_request:
+                fail_fast.started()
             try:
-                if self._unavailable is not None:
-                    raise self._unavailable
+                fail_fast.raise_if_unavailable()
                 if data is None and payload is not None:
                     if isinstance(payload, bytes):  # a body the caller encoded (multipart)
                         data = payload
@@ -336,7 +322,7 @@ class RequestEngine:
                     stats.latency_sum += clock.monotonic() - started
                     stats.latency_count += 1
                     if model_request:
-                        self._healthy = True
+                        fail_fast.healthy = True
                     if limit.record_success(epoch):
                         stats.concurrency_limit = limit.value
                         pool.wake()
@@ -356,8 +342,12 @@ class RequestEngine:
                         stats.concurrency_limit = limit.value
             else:
                 limit.record_response(epoch)
-            if model_request and not self._healthy:
-                self._check_systemic(failure, url, headers)
+            if model_request:
+                try:
+                    fail_fast.check(failure, url, headers)
+                except ModelUnavailableError:
+                    stats.failed += 1
+                    raise
             if failure.kind is ErrorKind.TIMEOUT:
                 timeouts += 1
             if (
@@ -366,13 +356,7 @@ class RequestEngine:
                 or timeouts > cfg.max_timeout_retries
             ):
                 self._fail(failure, attempt, method, url)
-            delay = failure.retry_after
-            if delay is not None:
-                delay += random.uniform(0.0, min(1.0, cfg.backoff_base))
-            else:
-                delay = random.uniform(
-                    0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1))
-                )
+            delay = _retry_delay(failure.retry_after, attempt, cfg)
             stats.retried += 1
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug(
@@ -386,37 +370,9 @@ class RequestEngine:
                     delay,
                 )
             await clock.sleep(delay)
-            if self._unavailable is not None:
+            if fail_fast.unavailable is not None:
                 stats.failed += 1
-                raise self._unavailable
-
-    def _check_systemic(self, failure: Failure, url: str, headers: Mapping[str, str]) -> None:
-        """Before any success: raise `ModelUnavailableError` when ``failure`` says the server
-        is dead or misconfigured (see the module docstring and `systemic_cause`)."""
-        if failure.counts_as_systemic:
-            self._failed_attempts += 1
-        cfg = self.config
-        waited = self.clock.monotonic() - (self._first_attempt or 0.0)
-        found = systemic_cause(
-            failure,
-            url,
-            self._failed_attempts,
-            cfg.fail_fast_attempts,
-            waited,
-            cfg.fail_fast_seconds,
-        )
-        if found is None:
-            return
-        cause, hint = found
-        tail = failure.body or failure.detail
-        if tail and failure.status is not None:  # servers echo a refused key back: hide it
-            cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
-        error = ModelUnavailableError(cause, url=safe_url(url), hint=hint)
-        if self._unavailable is None:
-            self._unavailable = error
-            _log.debug("model unavailable: %s", error)
-        self.stats.failed += 1
-        raise self._unavailable
+                raise fail_fast.unavailable
 
     def _fail(self, failure: Failure, attempts: int, method: str, url: str) -> NoReturn:
         self.stats.failed += 1
@@ -442,4 +398,10 @@ class RequestEngine:
         )
 
 
-# --------------------------------------------------------------------- helpers
+def _retry_delay(retry_after: float | None, attempt: int, cfg: EngineConfig) -> float:
+    """Seconds to wait before the next attempt: the server's ``Retry-After`` plus a little
+    jitter, else exponential backoff with full jitter (AWS Architecture Blog, "Exponential
+    Backoff And Jitter") capped at ``backoff_max``."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0.0, min(1.0, cfg.backoff_base))
+    return random.uniform(0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, free_port, loaded
 from pixtill.errors import ModelUnavailableError
+from pixtill.models.http import ManualClock
 from pixtill.models.llms import InferenceEndpointsLLM
 from pixtill.steps.tasks import METADATA_COLUMN, TextGenerationWithImage
 from sample_images import image_bytes
@@ -233,13 +233,13 @@ def test_transient_failures_are_retried(
     fake: FakeProviders, url: str, marker: str, attempts: int, min_seconds: float
 ) -> None:
     text = f"again {marker}"
+    clock = ManualClock()  # Retry-After and backoffs are slept in virtual time
     with loaded(task_for(url)) as task:
-        started = time.monotonic()
+        task.llm.load_with(clock=clock)
         rows = next(task.process([{"instruction": text, "image": b64(image_bytes())}]))
-        elapsed = time.monotonic() - started
     assert rows[0]["generation"] is not None
     assert fake.attempts[text] == attempts
-    assert elapsed >= min_seconds
+    assert max(clock.sleeps) >= min_seconds  # Retry-After: 0.3 was honoured
 
 
 @pytest.mark.parametrize(

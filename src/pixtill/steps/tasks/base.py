@@ -9,7 +9,6 @@ and the reason in its metadata; the other rows of the batch are untouched.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from typing import Any, ClassVar, Union
 from pydantic import Field, PrivateAttr, model_validator
 
 from pixtill.errors import ModelUnavailableError, RowError, StepConfigError, locate_once
-from pixtill.images import ImageError, ImageRef, is_image_value
+from pixtill.images import ImageError
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
@@ -35,44 +34,16 @@ from pixtill.models.structured import (
 )
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import Step, StepInput
+from pixtill.steps.tasks.failures import (
+    failure_column,
+    image_output_error,
+    upstream_failure,
+)
 from pixtill.steps.tasks.references import replace_images, stored_input
 from pixtill.steps.typing import Row, StepOutput
 
 METADATA_COLUMN = "pixtill_metadata"
-# A request or response failure about these is blamed on the row's image column.
-_ABOUT_IMAGES = re.compile(r"image|download|fetch", re.IGNORECASE)
-
-
 _WARNINGS_LOCK = threading.Lock()
-
-
-def _holds_image(value: Any) -> bool:
-    """Whether a row value is (or lists) an image: any image form, an http(s) URL, or chat
-    messages with an image part."""
-    if isinstance(value, (list, tuple)):
-        return any(_holds_image(v) for v in value)
-    if isinstance(value, dict) and not is_image_value(value):
-        if value.get("type") in ("image", "image_url", "input_image"):
-            return True
-        content = value.get("content")
-        return isinstance(content, list) and any(_holds_image(part) for part in content)
-    if isinstance(value, str):
-        return value[:8].lower().startswith(("http://", "https://")) or is_image_value(value)
-    return is_image_value(value)
-
-
-def _upstream_failure(row: Row, column: str | None, step: str) -> str:
-    """`` (step 'x' failed for this row: ...)`` when ``column`` is empty because an earlier
-    step failed, so that the user is pointed at the cause, not at its consequence."""
-    if column is None or row.get(column) is not None:
-        return ""
-    meta = row.get(METADATA_COLUMN)
-    if not isinstance(meta, dict):
-        return ""
-    for key, value in meta.items():
-        if key.startswith("error_") and key != f"error_{step}" and value:
-            return f" (step {key[len('error_') :]!r} failed for this row)"
-    return ""
 
 
 @dataclass(frozen=True)
@@ -191,7 +162,7 @@ class _Task(Step):
         try:
             return self.format_input(row)
         except (RowError, ImageError) as exc:
-            message = exc.message + _upstream_failure(row, exc.column, self.name)
+            message = exc.message + upstream_failure(row, exc.column, self.name)
             raise RowError(message, step=self.name, row=index, column=exc.column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
@@ -221,18 +192,7 @@ class _Task(Step):
         )
 
     def _failure_column(self, message: str, row: Row) -> str | None:
-        columns = [c for c in self.get_inputs() if c in row]
-        for column in columns:
-            value = row[column]
-            if isinstance(value, str) and len(value) >= 8 and value in message:
-                return column
-            if isinstance(value, ImageRef) and value.url is not None and value.url in message:
-                return column
-        if _ABOUT_IMAGES.search(message):
-            holding = [c for c in columns if _holds_image(row[c])]
-            if len(holding) == 1:
-                return holding[0]
-        return None
+        return failure_column(message, row, [c for c in self.get_inputs() if c in row])
 
     def rows_from_results(
         self,
@@ -632,26 +592,7 @@ class ImageTask(_Task):
 def results_from_image_outputs(outputs: list[ImageGenerationOutput]) -> list[GenerationResult]:
     """One result per generation; a generation whose images are missing or not decodable
     images fails with the reason, never stored as a success."""
-    return [GenerationResult(o, None, o.get("error") or _image_output_error(o)) for o in outputs]
-
-
-def _image_output_error(output: Any) -> str | None:
-    """Why an image model's output is not a usable image, or None when it is one."""
-    if not isinstance(output, dict):
-        return f"the model returned a {type(output).__name__}, not images"
-    images = output.get("images")
-    if not isinstance(images, list) or not any(i is not None for i in images):
-        return "the model returned no image"
-    for k, image in enumerate(images):
-        if image is None:
-            continue
-        if not isinstance(image, str):
-            return f"the model's image {k} is a {type(image).__name__}, not base64 text"
-        try:
-            ImageRef.from_value(image, "base64").validate(decode=True)
-        except ImageError as exc:
-            return f"the model's image {k} is not a decodable image: {exc.message}"
-    return None
+    return [GenerationResult(o, None, o.get("error") or image_output_error(o)) for o in outputs]
 
 
 TaskUnion = Union[Task, ImageTask]
