@@ -14,6 +14,7 @@ from pixtill.steps.tasks.base import _Task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pixtill info``'s options."""
     add_config_argument(parser)
 
 
@@ -48,6 +49,7 @@ def describe_step(step: _Step) -> list[str]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Print the pipeline file's steps and connections; 0."""
     pipeline = load_config(args.config, args.allow)
     print(f"Pipeline {pipeline.name!r} ({args.config})")
     if pipeline.description:

@@ -14,6 +14,7 @@ from pixtill.run_report import FailureSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pixtill run``'s options."""
     add_config_argument(parser)
     parser.add_argument(
         "--param",
@@ -69,6 +70,7 @@ def _failure_rate(text: str) -> float:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Run the pipeline file, save the dataset; 0, or 1 when too many rows failed."""
     from pixtill.pipeline.rich_progress import RichProgress
 
     pipeline = load_config(args.config, args.allow)

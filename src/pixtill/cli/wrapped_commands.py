@@ -11,6 +11,7 @@ from pixtill.cli.registry import EXIT_OK
 
 
 def add_tiny_models_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pixtill tiny-models``'s options."""
     parser.add_argument(
         "--output",
         type=Path,
@@ -20,6 +21,7 @@ def add_tiny_models_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tiny_models(args: argparse.Namespace) -> int:
+    """Build (or find) the tiny random models and print their folders; 0."""
     from pixtill.tiny_models import ensure_tiny_models
 
     vlm, text_to_image = ensure_tiny_models(args.output)
@@ -36,21 +38,25 @@ def _viewer_cli() -> Any:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pixtill demo``'s options (`pixtill.demo.add_arguments`)."""
     from pixtill import demo
 
     demo.add_arguments(parser)
 
 
 def demo(args: argparse.Namespace) -> int:
+    """Run the demo (`pixtill.demo.run`)."""
     from pixtill import demo
 
     return demo.run(args)
 
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """``pixtill view``'s options (`pixtill.viewer.cli`)."""
     _viewer_cli().add_arguments(parser)
 
 
 def view(args: argparse.Namespace) -> int:
+    """Serve or export a dataset (`pixtill.viewer.cli.run`)."""
     code: int = _viewer_cli().run(args)
     return code
