@@ -255,6 +255,11 @@ class GeneratorStep(_Step):
         for rows, last in self.process(offset):
             yield self._rename_outputs(rows), last
 
+    def plan_shard(self, rank: int, world_size: int) -> None:
+        """Told by an executor before `load`: this run will ask for ``process_shard(rank,
+        world_size)``. A loader that can then avoid reading the whole data at `load` (data
+        files: only footers and file lists) uses it; the default ignores it."""
+
     def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
         """Rank ``rank``'s part of the rows for ``world_size`` shards, as ``(global row
         numbers, rows, is_last)`` batches (output mappings applied). Shards partition the
