@@ -4,15 +4,18 @@ The driver (the process that calls ``Pipeline.run``) starts one Ray task per ran
 the `LocalExecutor` over its shard of every loader's rows (`GeneratorStep.process_shard`), so the
 row semantics are the `RowRunner`'s, exactly as on one machine, and an async task keeps its
 model's window full on each worker. Each rank writes its leaves' shards under rank-specific
-names (``rank00001-of-00004-data-00000.arrow``) in the shared output folder, and keeps its own
-cache file beside the run's cache (``cache-rank00001-of-00004.sqlite``). When every rank is done,
+names (``rank00001-of-00004-data-00000.arrow``) in the shared output folder, and writes its own
+cache file beside the run's cache (``cache-rank00001-of-00004.sqlite``) while reading, for the
+keys it lacks, every rank cache file already there (of any earlier run, with any number of
+ranks) and the run's own cache, read-only. When every rank is done,
 the driver brings the shards of a leaf to one schema (`pixtill.store.ranks`) and returns the
 same `Distiset` as a local run, rows in input order (rank order is input order for loaders of
 known size; a streaming loader's rows come rank by rank).
 
 Failures: a worker that dies is retried by Ray (``max_retries``), and its rank is redone from
 its cache, without re-sending a request whose response was stored. A driver killed mid-run and
-started again with the same number of ranks resumes the same way.
+started again resumes the same way, with the same or another number of ranks, or locally
+(a local run reads the rank files too).
 
 Needs the ``ray`` extra (``pip install "pixtill[ray]"``); ``address`` connects to a running
 cluster (``"auto"``, ``"ray://host:10001"``), none starts a local one for the run.
@@ -150,7 +153,9 @@ def _run_rank(
     worker's peak RSS (MiB)."""
     cache = None
     if cache_path is not None:
-        cache = ResponseCache(rank_cache_path(cache_path, rank, world_size))
+        own_path = rank_cache_path(cache_path, rank, world_size)
+        peers = [cache_path, *sorted(cache_path.parent.glob("cache-rank*.sqlite"))]
+        cache = ResponseCache(own_path, peers=[p for p in peers if p.exists()])
     own = RunContext(
         output_dir=context.output_dir,
         cache=cache,
