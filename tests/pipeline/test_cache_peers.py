@@ -26,9 +26,11 @@ def test_a_cache_reads_its_peers_and_writes_only_its_own_file(tmp_path: Path) ->
 
 
 def test_a_peer_being_written_is_read_as_it_commits(tmp_path: Path) -> None:
-    with ResponseCache(tmp_path / "writer.sqlite") as writer:
-        with ResponseCache(tmp_path / "reader.sqlite", peers=[writer.path]) as reader:
-            assert reader.get("s", "k") is None
-            writer.put("s", "k", [{"v": "late"}])
-            writer.flush()
-            assert reader.get("s", "k") == [{"v": "late"}]
+    with (
+        ResponseCache(tmp_path / "writer.sqlite") as writer,
+        ResponseCache(tmp_path / "reader.sqlite", peers=[tmp_path / "writer.sqlite"]) as reader,
+    ):
+        assert reader.get("s", "k") is None
+        writer.put("s", "k", [{"v": "late"}])
+        writer.flush()
+        assert reader.get("s", "k") == [{"v": "late"}]

@@ -27,6 +27,7 @@ from pixtill.steps.generators.sharding import (
     numbered,
     round_robin,
 )
+from pixtill.steps.resources import StepResources
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
 
 StepInput = Annotated[list[dict[str, Any]], "StepInput"]
@@ -91,6 +92,16 @@ class _Step(BaseModel, ABC):
     replicas: int = Field(
         default=1, ge=1, description="Copies of a batch step run in parallel by the executor."
     )
+    resources: StepResources = Field(
+        default_factory=StepResources,
+        description="What one replica needs from a cluster (CPUs, GPUs); read by the Ray executor.",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_from_resources(self) -> Any:
+        if self.resources.replicas > 1 and self.replicas == 1:
+            self.replicas = self.resources.replicas
+        return self
 
     _logger: logging.Logger = PrivateAttr()
     _graph: StepGraph | None = PrivateAttr(default=None)

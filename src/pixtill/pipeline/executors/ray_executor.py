@@ -32,6 +32,7 @@ from typing import Any
 from pixtill.pipeline.errors import PipelineError
 from pixtill.pipeline.executors.base import RunContext, RunResult
 from pixtill.pipeline.executors.local import LocalExecutor
+from pixtill.pipeline.executors.ray_resources import rank_options
 from pixtill.pipeline.graph import Graph
 from pixtill.pipeline.progress import RunObserver, RunSummary, StepSummary
 from pixtill.store.cache import ResponseCache
@@ -53,8 +54,9 @@ def _import_ray() -> Any:
 class RayExecutor:
     """Runs a graph as ``num_workers`` ranks on Ray (default: one per CPU of the cluster).
 
-    ``num_cpus`` / ``num_gpus``: what each rank asks Ray for (a rank with a local model on a
-    GPU: ``num_gpus=1``), so that the cluster places ranks where they fit. ``max_retries``: how
+    ``num_cpus`` / ``num_gpus``: each rank's base share; a step's ``resources=StepResources(
+    gpus=1)`` (a local model on a GPU) adds to it, times the step's replicas, so that the
+    cluster places ranks where they fit (`rank_options`). ``max_retries``: how
     often Ray redoes a rank whose worker died. ``init_kwargs`` go to ``ray.init`` when this
     executor starts Ray itself (``address`` None and Ray not started yet)."""
 
@@ -79,6 +81,11 @@ class RayExecutor:
         self.last_peak_rss_mb: list[float] = []
         """Per rank of the last run, the peak RSS of its worker process (MiB)."""
 
+    def rank_options(self, graph: Graph) -> dict[str, Any]:
+        """What each rank's Ray task asks for: ``num_cpus`` / ``num_gpus`` plus every step's
+        `StepResources` times its replicas (`pixtill.pipeline.executors.ray_resources`)."""
+        return rank_options(graph, num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+
     def execute(self, graph: Graph, context: RunContext) -> RunResult:
         ray = _import_ray()
         started_here = not ray.is_initialized()
@@ -98,7 +105,7 @@ class RayExecutor:
         context.observer.run_started(graph.name, order, None, {})
         started = time.perf_counter()
         run_rank = ray.remote(_run_rank).options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
+            **self.rank_options(graph), max_retries=self.max_retries
         )
         cache_path = None if context.cache is None else context.cache.path
         # What travels to the workers: no open cache, no observer (they belong to the driver).
