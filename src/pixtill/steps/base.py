@@ -19,6 +19,8 @@ from pydantic import (
 )
 
 from pixtill.errors import MissingColumnError, StepConfigError
+from pixtill.mixins.runtime_parameters import RuntimeParametersMixin
+from pixtill.mixins.serialization import Serializable
 from pixtill.steps.generators.batching import batches_with_last
 from pixtill.steps.generators.sharding import (
     ShardBatch,
@@ -73,7 +75,7 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
     return dict.fromkeys(columns, True)
 
 
-class _Step(BaseModel, ABC):
+class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
 
     name: str = Field(
@@ -142,6 +144,22 @@ class _Step(BaseModel, ABC):
         if graph is not None:
             self._graph = graph
             graph.add_step(self)
+        else:
+            # distilabel's words (user code and tests look for them); running a step on its
+            # own stays supported, so the hint says how, rather than refusing.
+            self._logger.warning(
+                "Step '%s' hasn't received a pipeline, and it hasn't been created within a "
+                "`Pipeline` context. It runs on its own (`load()`, then `process(rows)`); to "
+                "connect it to other steps, create it inside `with Pipeline(...):` or pass "
+                "`pipeline=`.",
+                self.name,
+            )
+
+    @property
+    def is_global(self) -> bool:
+        """Whether the step needs every row at once (a `GlobalStep`, or a task whose model
+        uses offline batch generation)."""
+        return isinstance(self, GlobalStep)
 
     # Wiring: ``a >> b``, ``a >> [b, c]`` and ``[b, c] >> d``.
     def connect(self, downstream: _Step) -> None:

@@ -146,6 +146,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         """
         return self._run_sync(self._agenerate(inputs, num_generations, kwargs))
 
+    def offline_batch_generate(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        """distilabel's name for what `generate` does here (``use_offline_batch_generation``
+        only makes the task give this model every row at once)."""
+        return self.generate(inputs, num_generations, **kwargs)
+
     async def _agenerate(
         self, inputs: list[FormattedInput], n: int, kwargs: dict[str, Any]
     ) -> list[GenerateOutput]:
@@ -251,7 +258,8 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                     f"{type(self).__name__}: batch {batch_id} is not finished after "
                     f"{self.max_wait} s; it keeps running: run again to collect it"
                 )
-            await asyncio.sleep(self.poll_interval)
+            every = self.offline_batch_generation_block_until_done
+            await asyncio.sleep(self.poll_interval if every is None else every)
 
     # ----------------------------------------------------------------- state files
 

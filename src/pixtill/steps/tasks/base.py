@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Union
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from pixtill.errors import ModelUnavailableError, RowError, locate_once
+from pixtill.errors import ModelUnavailableError, RowError, StepConfigError, locate_once
 from pixtill.images import ImageError
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.image_generation.base import (
@@ -71,6 +71,31 @@ class _Task(Step):
     the row has a list of parts (see `stored_input`); True always stores lists of parts."""
 
     _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
+    # distilabel's switch, set to True by the tasks that work on all rows at once
+    # (``_can_be_used_with_offline_batch_generation = True`` in a subclass).
+    _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=False)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Before joining a pipeline: a refused task must not be left in the graph.
+        if self.uses_offline_batch_generation and not (
+            self._can_be_used_with_offline_batch_generation
+        ):
+            raise StepConfigError(
+                f"`{type(self).__name__}` task cannot be used with offline batch generation "
+                "feature (set `_can_be_used_with_offline_batch_generation = True` on a task "
+                "whose rows can all wait for one provider batch)"
+            )
+        super().model_post_init(context)
+
+    @property
+    def uses_offline_batch_generation(self) -> bool:
+        """Whether the model has ``use_offline_batch_generation`` set."""
+        return bool(getattr(self.model, "use_offline_batch_generation", False))
+
+    @property
+    def is_global(self) -> bool:
+        """True when the model uses offline batch generation: all rows go in one call."""
+        return self.uses_offline_batch_generation or super().is_global
 
     @abstractmethod
     def format_input(self, input: dict[str, Any]) -> Any:
@@ -85,6 +110,15 @@ class _Task(Step):
         return self.model.model_name
 
     def load(self) -> None:
+        """Load the model; raises `StepConfigError` while a required runtime parameter
+        (``x: RuntimeParameter[int]`` without default) is still unset."""
+        missing = self.missing_runtime_parameters()
+        if missing:
+            raise StepConfigError(
+                f"step {self.name!r}: required runtime parameter(s) {missing} not set; give "
+                "them at construction, with `set_runtime_parameters(...)` or in "
+                "`Pipeline.run(parameters={step: {...}})`"
+            )
         super().load()
         self._failure_warnings = None  # each run logs its own first failures
         self.model.load()
@@ -113,6 +147,8 @@ class _Task(Step):
 
     @property
     def supports_async_model(self) -> bool:
+        if self.uses_offline_batch_generation:
+            return False  # the whole batch goes to `offline_batch_generate` at once
         return isinstance(self.model, (AsyncLLM, AsyncImageGenerationModel))
 
     async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
