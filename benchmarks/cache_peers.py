@@ -60,7 +60,8 @@ def main() -> None:
     print(f"{args.rows} keys, batches of {BATCH}, {args.peers} peer files")
     print(f"  found in own file          {reference:6.1f} us/key  (reference)")
     print(f"  found in the last peer     {in_peer:6.1f} us/key  {in_peer / reference:.2f}x")
-    print(f"  found nowhere ({args.peers + 1} files)   {missing:6.1f} us/key  {missing / reference:.2f}x")
+    nowhere = f"found nowhere ({args.peers + 1} files)"
+    print(f"  {nowhere:26} {missing:6.1f} us/key  {missing / reference:.2f}x")
 
 
 if __name__ == "__main__":
