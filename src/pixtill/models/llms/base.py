@@ -37,6 +37,8 @@ class GenerateOutput(TypedDict, total=False):
 
 
 def failed_generate_output(error: BaseException | str, num_generations: int) -> GenerateOutput:
+    """distilabel's dict for an input whose request failed (the same as
+    ``ModelResult.failed(error, num_generations).to_generate_output()``)."""
     return {
         "generations": [None] * num_generations,
         "statistics": {},
@@ -120,6 +122,8 @@ class AsyncLLM(AsyncBridge, LLM):
         tokens: dict[str, list[int]] = {}
         for single in singles:
             one: Any = {"generations": single} if isinstance(single, list) else single
+            if hasattr(one, "to_generate_output"):  # a `ModelResult` from a custom LLM
+                one = one.to_generate_output()
             generations += list(one.get("generations") or [None])[:1]
             for key in ("input_tokens", "output_tokens"):
                 counts = (one.get("statistics") or {}).get(key)

@@ -26,6 +26,7 @@ from pixtill.models.llms.base import (
     GenerateOutput,
     failed_generate_output,
 )
+from pixtill.models.results import Generation, ModelResult
 from pixtill.models.structured import StructuredOutputNotSupportedError
 
 __all__ = [
@@ -402,21 +403,13 @@ class TransformersLLM(LLM):
             rows = new_tokens[row * copies : (row + 1) * copies]
             if not sample:  # greedy decoding: every generation is the same
                 rows = rows * num_generations
-            generations: list[str | None] = []
-            output_tokens: list[int] = []
+            generations: list[Generation] = []
             for tokens in rows:
                 kept = _until_eos(tokens, eos_ids, pad_id)
-                output_tokens.append(len(kept))
-                generations.append(tokenizer.decode(kept, skip_special_tokens=True).strip())
-            results.append(
-                {
-                    "generations": generations,
-                    "statistics": {
-                        "input_tokens": [input_tokens] * num_generations,
-                        "output_tokens": output_tokens,
-                    },
-                }
-            )
+                text = tokenizer.decode(kept, skip_special_tokens=True).strip()
+                finish = "stop" if kept and kept[-1] in eos_ids else "length"
+                generations.append(Generation(text, input_tokens, len(kept), finish_reason=finish))
+            results.append(ModelResult.of(generations).to_generate_output())
         return results
 
     @staticmethod

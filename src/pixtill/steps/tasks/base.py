@@ -27,6 +27,7 @@ from pixtill.models.image_generation.base import (
     failed_image_outputs,
 )
 from pixtill.models.llms.base import LLM, AsyncLLM, GenerateOutput, failed_generate_output
+from pixtill.models.results import ModelResult
 from pixtill.models.structured import (
     StructuredOutputError,
     StructuredOutputSpec,
@@ -509,13 +510,16 @@ class Task(_Task):
 
 
 def results_from_generate_output(
-    output: GenerateOutput | list[str | None], num_generations: int
+    output: GenerateOutput | ModelResult | list[str | None], num_generations: int
 ) -> list[GenerationResult]:
     """One `GenerationResult` per generation of one input.
 
-    ``output`` is a `GenerateOutput` dict, or a plain list of generations (the shape LLMs
-    written for distilabel before 1.5 return; they carry no statistics).
+    ``output`` is a `GenerateOutput` dict, a `~pixtill.models.results.ModelResult`, or a plain
+    list of generations (the shape LLMs written for distilabel before 1.5 return; they carry
+    no statistics).
     """
+    if isinstance(output, ModelResult):  # the canonical type, from a backend or a custom LLM
+        output = output.to_generate_output()
     if isinstance(output, list):
         output = {"generations": list(output)}
     generations = list(output.get("generations") or [])
