@@ -29,6 +29,7 @@ from pixtill.steps.generators.sharding import (
     numbered,
     round_robin,
 )
+from pixtill.steps.resources import StepResources
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
 
 StepInput = Annotated[list[dict[str, Any]], "StepInput"]
@@ -93,6 +94,16 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
     replicas: int = Field(
         default=1, ge=1, description="Copies of a batch step run in parallel by the executor."
     )
+    resources: StepResources = Field(
+        default_factory=StepResources,
+        description="What one replica needs from a cluster (CPUs, GPUs); read by the Ray executor.",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_from_resources(self) -> Any:
+        if self.resources.replicas > 1 and self.replicas == 1:
+            self.replicas = self.resources.replicas
+        return self
 
     _logger: logging.Logger = PrivateAttr()
     _graph: StepGraph | None = PrivateAttr(default=None)
@@ -272,6 +283,11 @@ class GeneratorStep(_Step):
     def process_applying_mappings(self, offset: int = 0) -> GeneratorStepOutput:
         for rows, last in self.process(offset):
             yield self._rename_outputs(rows), last
+
+    def plan_shard(self, rank: int, world_size: int) -> None:
+        """Told by an executor before `load`: this run will ask for ``process_shard(rank,
+        world_size)``. A loader that can then avoid reading the whole data at `load` (data
+        files: only footers and file lists) uses it; the default ignores it."""
 
     def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
         """Rank ``rank``'s part of the rows for ``world_size`` shards, as ``(global row
