@@ -172,3 +172,31 @@ def test_a_killed_driver_resumes_without_resending(cluster: str, tmp_path: Path)
     dataset = Distiset.load_from_disk(tmp_path / "out")["echo"]
     assert dataset["instruction"] == [f"row-{i}" for i in range(rows)]
     assert dataset["generation"] == [f"echo row-{i}" for i in range(rows)]
+
+
+def _echo_pipeline(root: Path, rows: int) -> Pipeline:
+    from resume_job import LoggingLLM
+
+    with Pipeline(name="shared-cache", cache_dir=root / "cache") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": f"r{i}"} for i in range(rows)], batch_size=3)
+        llm = LoggingLLM(log_path=str(root / "requests.log"), max_concurrent_requests=4)
+        load >> TextGeneration(name="echo", llm=llm)
+    return pipeline
+
+
+def test_the_cache_is_shared_across_ranks_and_run_sizes(cluster: str, tmp_path: Path) -> None:
+    rows, log = 14, tmp_path / "requests.log"
+    first = _echo_pipeline(tmp_path, rows).run(
+        executor=RayExecutor(num_workers=1), output_dir=tmp_path / "one", show_progress=False
+    )
+    assert len(_requests(log)) == rows
+    # Two ranks now: each reads the one-rank run's cache file and sends nothing.
+    second = _echo_pipeline(tmp_path, rows).run(
+        executor=RayExecutor(num_workers=2), output_dir=tmp_path / "two", show_progress=False
+    )
+    assert len(_requests(log)) == rows
+    assert second["echo"]["generation"] == first["echo"]["generation"]
+    # And a local run reads the ranks' files too.
+    local = _echo_pipeline(tmp_path, rows).run(output_dir=tmp_path / "local", show_progress=False)
+    assert len(_requests(log)) == rows
+    assert local["echo"]["generation"] == [f"echo r{i}" for i in range(rows)]

@@ -122,6 +122,8 @@ def test_format_matches_the_documented_shape(tmp_path: Path) -> None:
         "type": "doubles.DescribingLLM",
         "params": {
             "generation_kwargs": {"temperature": 0.3},
+            "use_offline_batch_generation": False,
+            "offline_batch_generation_block_until_done": None,
             "model_id": "test/describing-vlm",
             "fail_when": None,
         },

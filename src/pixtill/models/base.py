@@ -11,20 +11,28 @@ import concurrent.futures
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel as PydanticModel
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
+from pixtill.mixins.runtime_parameters import RuntimeParametersModelMixin
+from pixtill.mixins.serialization import Serializable
 from pixtill.utils.loop_thread import LoopThread
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 
 
-class BaseModel(PydanticModel, ABC):
-    """Common configuration and lifecycle of text and image models."""
+class BaseModel(RuntimeParametersModelMixin, Serializable, PydanticModel, ABC):
+    """Common configuration and lifecycle of text and image models.
+
+    distilabel's ``runtime_parameters_names`` / ``set_runtime_parameters`` and ``dump()``
+    come from `pixtill.mixins`.
+    """
+
+    dump_runtime_parameters_info: ClassVar[bool] = False
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
 

@@ -8,8 +8,8 @@
 * :class:`Transport` - what the engine sends attempts through. `AiohttpTransport`
   (``pixtill.models._aiohttp``) is the default; :class:`MockTransport` calls a handler, so the
   engine's logic (retries, backoff, AIMD, fail-fast) is tested without sockets.
-* :class:`Clock` - monotonic time and sleeping; tests inject :class:`ManualClock` so that no
-  engine test waits on the wall clock.
+* :class:`Clock` - monotonic time and sleeping; tests inject :class:`ManualClock` (a virtual
+  clock) so that no engine test waits on the wall clock.
 
 The design follows httpx's single transport seam (``httpx.MockTransport``) and NeMo Data
 Designer's request/response dataclasses at the client edge.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -169,23 +170,68 @@ class SystemClock:
 
 
 class ManualClock:
-    """A test clock: ``sleep`` advances time at once (after yielding to the loop once), so
-    backoffs and pauses cost no wall time; ``sleeps`` records every requested delay."""
+    """A virtual clock for tests: time moves only when every sleeper is waiting on it.
 
-    def __init__(self, start: float = 0.0) -> None:
+    ``sleep(seconds)`` books a deadline and waits; once the event loop has gone
+    ``settle_rounds`` turns without anyone else booking or running (the code under test is
+    blocked on this clock), time jumps to the earliest pending deadline and the sleepers due
+    then wake - so concurrent sleeps overlap as on a real clock, backoffs and pauses cost no
+    wall time, and ``now`` ends at the latest deadline reached. ``sleeps`` records every
+    requested delay (seconds); ``advance`` moves time by hand (e.g. a handler "hanging" for
+    its timeout). The idea is trio's ``MockClock(autojump_threshold=0)`` for asyncio.
+    """
+
+    def __init__(self, start: float = 0.0, *, settle_rounds: int = 8) -> None:
         self.now = start
         self.sleeps: list[float] = []
+        self._settle = settle_rounds
+        self._pending: list[tuple[float, int, asyncio.Future[None]]] = []  # a heap
+        self._booked = 0  # bookings so far: a tie-breaker and a "something happened" marker
+        self._driver: asyncio.Task[None] | None = None
 
     def monotonic(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
-
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if seconds <= 0.0:  # already due: one turn of the loop, as on the real clock
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._booked += 1
+        heapq.heappush(self._pending, (self.now + seconds, self._booked, waiter))
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        await waiter
+
+    async def _drive(self) -> None:
+        """Wake due sleepers whenever the loop has settled, until nobody sleeps."""
+        while self._pending:
+            await self._settled()
+            while self._pending and self._pending[0][2].done():  # cancelled sleepers
+                heapq.heappop(self._pending)
+            if not self._pending:
+                return
+            self.now = max(self.now, self._pending[0][0])
+            while self._pending and self._pending[0][0] <= self.now:
+                waiter = heapq.heappop(self._pending)[2]
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _settled(self) -> None:
+        """Return once ``settle_rounds`` loop turns in a row saw no new booking and (where the
+        loop shows it: asyncio's own loops) no other callback ready to run."""
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        quiet, seen = 0, self._booked
+        while quiet < self._settle:
+            await asyncio.sleep(0)
+            busy = seen != self._booked or bool(ready)
+            seen = self._booked
+            quiet = 0 if busy else quiet + 1
 
 
 class RequestError(Exception):

@@ -30,6 +30,7 @@ from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
+from pixtill.models.http import Clock, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 
 __all__ = [
@@ -179,6 +180,13 @@ class RemoteModel(BaseModel):
         if self._runtime is None:
             self._runtime = self._build_runtime()
 
+    def load_with(self, *, transport: Transport | None = None, clock: Clock | None = None) -> None:
+        """Like ``load()``, with the engine's transport and/or clock replaced (tests inject
+        `~pixtill.models.http.MockTransport` or `~pixtill.models.http.ManualClock`, so retries
+        and ``Retry-After`` pauses cost no wall time). A runtime built before is replaced."""
+        super().load()
+        self._runtime = self._build_runtime(transport=transport, clock=clock)
+
     def unload(self) -> None:
         super().unload()  # closes the engine on the model's loop (``aclose``) if it has one
         self._runtime = None
@@ -205,7 +213,9 @@ class RemoteModel(BaseModel):
             trust_env=self.trust_env,
         )
 
-    def _build_runtime(self) -> RemoteRuntime:
+    def _build_runtime(
+        self, *, transport: Transport | None = None, clock: Clock | None = None
+    ) -> RemoteRuntime:
         self._prepare()
         auth = self._auth_headers()
         headers = self._extra_headers()
@@ -214,7 +224,9 @@ class RemoteModel(BaseModel):
             post_auth = auth or None
         else:
             headers.update(auth)
-        engine = RequestEngine(self._engine_config(), headers=headers)
+        engine = RequestEngine(
+            self._engine_config(), headers=headers, transport=transport, clock=clock
+        )
         return RemoteRuntime(engine, tuple(_secret_parts(auth.values())), post_auth)
 
     async def _aruntime(self) -> RemoteRuntime:

@@ -12,12 +12,10 @@ a limit is real, at most once per window of responses; a real limit whose 429s c
 ``Retry-After`` pauses new starts instead; the window grows back by about one slot per window of
 successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
 
-Fail-fast: until a model request has succeeded, a refused connection, an unknown host, 401/403,
-404/405, the first ``fail_fast_attempts`` attempts all failing (5xx, timeouts, resets), or
-``fail_fast_seconds`` passing over at least two such failures raise
-`~pixtill.errors.ModelUnavailableError` at once, and every later request of the engine raises it
-too: a dead server or a wrong ``base_url`` stops the run in seconds with one message, a hung one
-in about two minutes.
+Fail-fast (`~pixtill.models._failfast.FailFast`): until a model request has succeeded, a
+refused connection, an unknown host, 401/403, 404/405, the first ``fail_fast_attempts`` attempts
+all failing, or ``fail_fast_seconds`` passing over two such failures raise
+`~pixtill.errors.ModelUnavailableError`, now and for every later request of the engine.
 
 Attempts go through a `~pixtill.models.http.Transport` (aiohttp by default, `MockTransport` in
 tests) and sleeps through a `~pixtill.models.http.Clock`, so the engine's logic is tested
@@ -30,23 +28,18 @@ query string or credentials, and never payloads.
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, Union
 
 from pixtill.errors import ModelUnavailableError
+from pixtill.models._admission import Admission
 from pixtill.models._aiohttp import AiohttpTransport
-from pixtill.models._failures import (
-    Failure,
-    excerpt,
-    safe_url,
-    scrub_secrets,
-    secret_values,
-    systemic_cause,
-)
-from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket
+from pixtill.models._failfast import FailFast
+from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets
+from pixtill.models._ratelimit import AdaptiveLimit
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
     Clock,
@@ -60,6 +53,7 @@ from pixtill.models.http import (
 from pixtill.utils import fast_json
 
 __all__ = [
+    "Body",
     "EngineConfig",
     "EngineStats",
     "ErrorKind",
@@ -75,6 +69,15 @@ _log = logging.getLogger("pixtill.transport")
 
 # A JSON payload, or a coroutine function building it once a slot is free.
 Payload = Union[Mapping[str, Any], Callable[[], Awaitable[Mapping[str, Any]]]]
+# A ready body (e.g. multipart form data), or a coroutine function building it in the slot.
+Body = Union[bytes, Callable[[], Awaitable[bytes]]]
+
+# The engine whose slot the running payload builder holds: `get_bytes` called from inside a
+# builder (an image URL the backend must inline) runs in that slot instead of queueing for a
+# second one, which at a window of 1 would wait for itself forever.
+_BUILDING_IN: contextvars.ContextVar[RequestEngine | None] = contextvars.ContextVar(
+    "pixtill_building_in", default=None
+)
 
 
 class RequestEngine:
@@ -98,24 +101,10 @@ class RequestEngine:
         self._post_headers: dict[str, str] = {"Content-Type": "application/json", **self._headers}
         self.transport: Transport = transport or AiohttpTransport(trust_env=cfg.trust_env)
         self.clock: Clock = clock or SystemClock()
-        self._limit = AdaptiveLimit(
-            minimum=cfg.min_concurrent_requests,
-            maximum=cfg.max_concurrent_requests,
-            decrease=cfg.aimd_decrease,
-            threshold=cfg.aimd_threshold,
-            min_sample=cfg.aimd_min_sample,
-            clock=self.clock.monotonic,
-        )
+        self._admission = Admission(cfg, self.clock)
+        self._limit = self._admission.limit
         now = self.clock.monotonic
-        rpm, tpm = cfg.requests_per_minute, cfg.tokens_per_minute
-        self._rpm = TokenBucket.per_minute(rpm, clock=now) if rpm else None
-        self._tpm = TokenBucket.per_minute(tpm, clock=now) if tpm else None
-        self._paced = self._rpm is not None or self._tpm is not None
-        self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
-        self._healthy = False  # a model request has succeeded
-        self._failed_attempts = 0  # systemic-looking failures before the first success
-        self._first_attempt: float | None = None  # when the first model request started
-        self._unavailable: ModelUnavailableError | None = None
+        self._fail_fast = FailFast(cfg.fail_fast_attempts, cfg.fail_fast_seconds, now)
         self.stats = EngineStats(concurrency_limit=self._limit.value)
 
     def __repr__(self) -> str:
@@ -182,14 +171,16 @@ class RequestEngine:
     async def post_body(
         self,
         url: str,
-        body: bytes,
+        body: Body,
         content_type: str,
         *,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, str]:
-        """POST a ready ``body`` (e.g. multipart form data) sent as ``content_type``; return the
-        raw body of the 2xx response and its media type. Same window, retries, fail-fast and
-        size cap as :meth:`post_json` (the body is resent unchanged on a retry)."""
+        """POST ``body`` (e.g. multipart form data) sent as ``content_type``; return the raw
+        body of the 2xx response and its media type. ``body`` may be a coroutine function
+        building the bytes once the first attempt has its slot (it may fetch image URLs with
+        :meth:`get_bytes`, in that slot). Same window, retries, fail-fast and size cap as
+        :meth:`post_json` (the body is resent unchanged on a retry)."""
         hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
         cfg = self.config
         _, data, media = await self._send(
@@ -204,10 +195,14 @@ class RequestEngine:
         """GET ``url`` and return the raw body (size cap enforced while streaming).
 
         For URLs a model returned or a row holds (not the model's endpoint): a failure here is
-        the request's own, never a reason to call the model unavailable.
+        the request's own, never a reason to call the model unavailable. Called from a payload
+        builder (an image the backend must inline), it runs inside that request's slot rather
+        than taking a second one; otherwise it takes a slot of its own.
         """
         tmo = self.config.timeout if timeout is None else timeout
         cap = self.config.max_response_bytes if max_bytes is None else max_bytes
+        if _BUILDING_IN.get() is self:
+            return await self._fetch_in_slot(url, tmo, cap)
         body = (await self._send("GET", url, None, self._headers, tmo, cap, 0, False))[1]
         self.stats.done += 1
         return body
@@ -215,10 +210,8 @@ class RequestEngine:
     async def close(self) -> None:
         """Close the transport's connections (the engine stays usable) and forget a previous
         "unavailable" verdict."""
-        self._pools.clear()
-        self._unavailable = None
-        self._failed_attempts = 0
-        self._first_attempt = None
+        self._admission.clear()
+        self._fail_fast.reset()
         await self.transport.aclose()
 
     async def __aenter__(self) -> RequestEngine:
@@ -228,48 +221,6 @@ class RequestEngine:
         await self.close()
 
     # ----------------------------------------------------------------- internals
-
-    def _pool(self) -> SlotPool:
-        """The window's wait queue on the running loop (futures belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            for old in [lp for lp in self._pools if lp.is_closed()]:
-                del self._pools[old]
-            pool = self._pools[loop] = SlotPool(self._limit)
-        return pool
-
-    async def _pace(self, tokens: int) -> None:
-        rpm, tpm = self._rpm, self._tpm
-        delay = rpm.reserve(1.0) if rpm is not None else 0.0
-        if tpm is not None and tokens > 0:
-            delay = max(delay, tpm.reserve(float(tokens)))
-        if delay > 0.0:
-            try:
-                await self.clock.sleep(delay)
-            except asyncio.CancelledError:
-                if rpm is not None:
-                    rpm.refund(1.0)
-                if tpm is not None and tokens > 0:
-                    tpm.refund(float(tokens))
-                raise
-
-    async def _admit(self, pool: SlotPool, retry: bool) -> None:
-        """Take a slot, honouring a ``Retry-After`` pause of new starts. A retry queues ahead
-        of first attempts, so a row that waited out a backoff does not then wait behind every
-        row queued since (which would hold back a streaming pipeline's output order)."""
-        limit, clock = self._limit, self.clock
-        while True:
-            wait = limit.paused_for()
-            if wait > 0.0:
-                await clock.sleep(wait)
-                continue
-            if not pool.try_acquire():
-                await pool.acquire(first=retry)
-            if limit.paused_for() > 0.0:  # the pause began while we queued
-                pool.release()
-                continue
-            return
 
     async def _post(
         self, url: str, payload: Payload, headers: Mapping[str, str] | None, tokens: int
@@ -284,7 +235,7 @@ class RequestEngine:
         self,
         method: str,
         url: str,
-        payload: Payload | bytes | None,
+        payload: Payload | Body | None,
         headers: Mapping[str, str],
         timeout: float,
         max_bytes: int,
@@ -297,9 +248,10 @@ class RequestEngine:
         The payload is built and serialised once, when the first attempt has its slot: callers
         may queue thousands of requests without holding thousands of encoded bodies.
         """
-        if self._unavailable is not None:
-            raise self._unavailable
-        pool, limit, stats, clock = self._pool(), self._limit, self.stats, self.clock
+        fail_fast = self._fail_fast
+        fail_fast.raise_if_unavailable()
+        admission = self._admission
+        pool, limit, stats, clock = admission.pool(), self._limit, self.stats, self.clock
         cfg = self.config
         max_attempts = cfg.max_retries + 1
         data: bytes | None = None
@@ -307,23 +259,24 @@ class RequestEngine:
         limited_in = -1  # the epoch in which this request's 429s were last counted
         while True:
             attempt += 1
-            if self._paced:
-                await self._pace(tokens)
-            await self._admit(pool, attempt > 1)
+            await admission.pace(tokens)
+            await admission.admit(pool, attempt > 1)
             epoch = limit.epoch
             stats.in_flight += 1
-            if model_request and self._first_attempt is None:
-                self._first_attempt = clock.monotonic()
+            if model_request:
+                fail_fast.started()
             try:
-                if self._unavailable is not None:
-                    raise self._unavailable
+                fail_fast.raise_if_unavailable()
                 if data is None and payload is not None:
-                    if isinstance(payload, bytes):  # a body the caller encoded (multipart)
-                        data = payload
-                    else:
-                        if callable(payload):
+                    if callable(payload):
+                        token = _BUILDING_IN.set(self)
+                        try:
                             payload = await payload()
-                        data = encode_json(payload)  # TypeError/ValueError: raised
+                        finally:
+                            _BUILDING_IN.reset(token)
+                    # bytes: a body the caller encoded (multipart); else JSON, whose
+                    # TypeError/ValueError are raised
+                    data = payload if isinstance(payload, bytes) else encode_json(payload)
                 started = clock.monotonic()
                 resp = await self.transport.send(
                     HttpRequest(method, url, headers, data, timeout, max_bytes)
@@ -336,7 +289,7 @@ class RequestEngine:
                     stats.latency_sum += clock.monotonic() - started
                     stats.latency_count += 1
                     if model_request:
-                        self._healthy = True
+                        fail_fast.healthy = True
                     if limit.record_success(epoch):
                         stats.concurrency_limit = limit.value
                         pool.wake()
@@ -356,8 +309,12 @@ class RequestEngine:
                         stats.concurrency_limit = limit.value
             else:
                 limit.record_response(epoch)
-            if model_request and not self._healthy:
-                self._check_systemic(failure, url, headers)
+            if model_request:
+                try:
+                    fail_fast.check(failure, url, headers)
+                except ModelUnavailableError:
+                    stats.failed += 1
+                    raise
             if failure.kind is ErrorKind.TIMEOUT:
                 timeouts += 1
             if (
@@ -366,13 +323,7 @@ class RequestEngine:
                 or timeouts > cfg.max_timeout_retries
             ):
                 self._fail(failure, attempt, method, url)
-            delay = failure.retry_after
-            if delay is not None:
-                delay += random.uniform(0.0, min(1.0, cfg.backoff_base))
-            else:
-                delay = random.uniform(
-                    0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1))
-                )
+            delay = _retry_delay(failure.retry_after, attempt, cfg)
             stats.retried += 1
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug(
@@ -386,37 +337,36 @@ class RequestEngine:
                     delay,
                 )
             await clock.sleep(delay)
-            if self._unavailable is not None:
+            if fail_fast.unavailable is not None:
                 stats.failed += 1
-                raise self._unavailable
+                raise fail_fast.unavailable
 
-    def _check_systemic(self, failure: Failure, url: str, headers: Mapping[str, str]) -> None:
-        """Before any success: raise `ModelUnavailableError` when ``failure`` says the server
-        is dead or misconfigured (see the module docstring and `systemic_cause`)."""
-        if failure.counts_as_systemic:
-            self._failed_attempts += 1
-        cfg = self.config
-        waited = self.clock.monotonic() - (self._first_attempt or 0.0)
-        found = systemic_cause(
-            failure,
-            url,
-            self._failed_attempts,
-            cfg.fail_fast_attempts,
-            waited,
-            cfg.fail_fast_seconds,
-        )
-        if found is None:
-            return
-        cause, hint = found
-        tail = failure.body or failure.detail
-        if tail and failure.status is not None:  # servers echo a refused key back: hide it
-            cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
-        error = ModelUnavailableError(cause, url=safe_url(url), hint=hint)
-        if self._unavailable is None:
-            self._unavailable = error
-            _log.debug("model unavailable: %s", error)
-        self.stats.failed += 1
-        raise self._unavailable
+    async def _fetch_in_slot(self, url: str, timeout: float, max_bytes: int) -> bytes:
+        """`get_bytes` inside the slot of the request being built: the same retries (backoff
+        while still holding that slot), no window, pacing or AIMD votes of its own."""
+        cfg, attempt, timeouts = self.config, 0, 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self.transport.send(
+                    HttpRequest("GET", url, self._headers, None, timeout, max_bytes)
+                )
+            except TransportError as exc:
+                failure = Failure.of_transport(exc)
+            else:
+                if 200 <= resp.status < 300:
+                    self.stats.done += 1
+                    return resp.body
+                failure = Failure.of_response(resp)
+            timeouts += failure.kind is ErrorKind.TIMEOUT
+            if (
+                not failure.retryable
+                or attempt > cfg.max_retries
+                or timeouts > cfg.max_timeout_retries
+            ):
+                self._fail(failure, attempt, "GET", url)
+            self.stats.retried += 1
+            await self.clock.sleep(_retry_delay(failure.retry_after, attempt, cfg))
 
     def _fail(self, failure: Failure, attempts: int, method: str, url: str) -> NoReturn:
         self.stats.failed += 1
@@ -442,4 +392,10 @@ class RequestEngine:
         )
 
 
-# --------------------------------------------------------------------- helpers
+def _retry_delay(retry_after: float | None, attempt: int, cfg: EngineConfig) -> float:
+    """Seconds to wait before the next attempt: the server's ``Retry-After`` plus a little
+    jitter, else exponential backoff with full jitter (AWS Architecture Blog, "Exponential
+    Backoff And Jitter") capped at ``backoff_max``."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0.0, min(1.0, cfg.backoff_base))
+    return random.uniform(0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)))

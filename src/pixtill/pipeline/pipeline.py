@@ -113,7 +113,12 @@ class Pipeline(Graph):
         out_dir = Path(output_dir) if output_dir else default_data_dir() / "datasets" / self.name
         runtime = Runtime(tune=tune_process)
         cache = (
-            ResponseCache(self.cache_dir / "cache.sqlite", low_priority_writer=runtime.tune)
+            ResponseCache(
+                self.cache_dir / "cache.sqlite",
+                low_priority_writer=runtime.tune,
+                # Responses stored by the ranks of an earlier run on Ray count too.
+                peers=sorted(self.cache_dir.glob("cache-rank*.sqlite")),
+            )
             if use_cache
             else None
         )

@@ -2,6 +2,7 @@ from pixtill.steps.base import GeneratorStep, GlobalStep, Step, StepInput
 from pixtill.steps.generators.data import LoadDataFromDicts, LoadDataFromIterable
 from pixtill.steps.generators.huggingface import LoadDataFromFileSystem, LoadDataFromHub
 from pixtill.steps.generators.images_folder import LoadImagesFromFolder
+from pixtill.steps.resources import StepResources
 from pixtill.steps.typing import GeneratorStepOutput, StepColumns, StepOutput
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "StepColumns",
     "StepInput",
     "StepOutput",
+    "StepResources",
 ]

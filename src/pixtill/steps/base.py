@@ -19,6 +19,8 @@ from pydantic import (
 )
 
 from pixtill.errors import MissingColumnError, StepConfigError
+from pixtill.mixins.runtime_parameters import RuntimeParametersMixin
+from pixtill.mixins.serialization import Serializable
 from pixtill.steps.generators.batching import batches_with_last
 from pixtill.steps.generators.sharding import (
     ShardBatch,
@@ -27,6 +29,7 @@ from pixtill.steps.generators.sharding import (
     numbered,
     round_robin,
 )
+from pixtill.steps.resources import StepResources
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns, StepOutput
 
 StepInput = Annotated[list[dict[str, Any]], "StepInput"]
@@ -72,7 +75,7 @@ def normalize_columns(columns: StepColumns) -> dict[str, bool]:
     return dict.fromkeys(columns, True)
 
 
-class _Step(BaseModel, ABC):
+class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=(), extra="forbid")
 
     name: str = Field(
@@ -91,6 +94,16 @@ class _Step(BaseModel, ABC):
     replicas: int = Field(
         default=1, ge=1, description="Copies of a batch step run in parallel by the executor."
     )
+    resources: StepResources = Field(
+        default_factory=StepResources,
+        description="What one replica needs from a cluster (CPUs, GPUs); read by the Ray executor.",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_from_resources(self) -> Any:
+        if self.resources.replicas > 1 and self.replicas == 1:
+            self.replicas = self.resources.replicas
+        return self
 
     _logger: logging.Logger = PrivateAttr()
     _graph: StepGraph | None = PrivateAttr(default=None)
@@ -131,6 +144,22 @@ class _Step(BaseModel, ABC):
         if graph is not None:
             self._graph = graph
             graph.add_step(self)
+        else:
+            # distilabel's words (user code and tests look for them); running a step on its
+            # own stays supported, so the hint says how, rather than refusing.
+            self._logger.warning(
+                "Step '%s' hasn't received a pipeline, and it hasn't been created within a "
+                "`Pipeline` context. It runs on its own (`load()`, then `process(rows)`); to "
+                "connect it to other steps, create it inside `with Pipeline(...):` or pass "
+                "`pipeline=`.",
+                self.name,
+            )
+
+    @property
+    def is_global(self) -> bool:
+        """Whether the step needs every row at once (a `GlobalStep`, or a task whose model
+        uses offline batch generation)."""
+        return isinstance(self, GlobalStep)
 
     # Wiring: ``a >> b``, ``a >> [b, c]`` and ``[b, c] >> d``.
     def connect(self, downstream: _Step) -> None:
@@ -254,6 +283,11 @@ class GeneratorStep(_Step):
     def process_applying_mappings(self, offset: int = 0) -> GeneratorStepOutput:
         for rows, last in self.process(offset):
             yield self._rename_outputs(rows), last
+
+    def plan_shard(self, rank: int, world_size: int) -> None:
+        """Told by an executor before `load`: this run will ask for ``process_shard(rank,
+        world_size)``. A loader that can then avoid reading the whole data at `load` (data
+        files: only footers and file lists) uses it; the default ignores it."""
 
     def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
         """Rank ``rank``'s part of the rows for ``world_size`` shards, as ``(global row

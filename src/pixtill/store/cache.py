@@ -5,6 +5,10 @@ opening a cache file runs no code. Reads happen on the caller's thread (one conn
 thread); writes go to one background thread that commits in transactions, so `put` never waits
 on the disk. `flush` makes every earlier `put` durable and visible to other connections and
 processes.
+
+A cache may also read other cache files (``peers``), opened read-only: the ranks of a run on
+several workers each write their own file and read every rank's, so a re-run with another
+number of ranks finds every stored response.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ _COMMIT_PUTS = 500
 _IN_CHUNK = 500
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0, check_same_thread=False
+    )
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
@@ -44,10 +56,15 @@ class ResponseCache:
     by the next `put`, `flush` or `close`). A `get` sees earlier `put`s at once, committed or not.
     """
 
-    def __init__(self, path: Path, *, low_priority_writer: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, low_priority_writer: bool = False, peers: Sequence[Path] = ()
+    ) -> None:
         """``low_priority_writer`` lowers the commit thread's priority (the opt-in process
-        tuning of a run: commits can wait, the event loop cannot)."""
+        tuning of a run: commits can wait, the event loop cannot). ``peers``: other cache
+        files to read (read-only) for the keys this one lacks; one that is missing or not yet
+        a cache is skipped."""
         self.path = Path(path)
+        self.peers = [Path(p) for p in peers if Path(p).resolve() != self.path.resolve()]
         self._low_priority = low_priority_writer
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(self.path)
@@ -80,6 +97,30 @@ class ResponseCache:
                 self._readers.append(conn)
         return conn
 
+    def _peer_readers(self) -> list[sqlite3.Connection]:
+        conns: list[sqlite3.Connection] | None = getattr(self._local, "peers", None)
+        if conns is None:
+            conns = []
+            for peer in self.peers:
+                try:
+                    conns.append(_connect_read_only(peer))
+                except sqlite3.Error:  # gone, or not a database: nothing to read there
+                    continue
+            self._local.peers = conns
+            with self._lock:
+                self._readers.extend(conns)
+        return conns
+
+    @staticmethod
+    def _select(
+        conn: sqlite3.Connection, step: str, keys: list[str], raw: dict[str, bytes]
+    ) -> None:
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT row_key, value FROM responses WHERE step = ? AND row_key IN ({marks})"
+            raw.update(conn.execute(query, [step, *chunk]).fetchall())
+
     def get(self, step: str, row_key: str) -> list[dict[str, Any]] | None:
         return self.get_many(step, [row_key]).get(row_key)
 
@@ -87,11 +128,15 @@ class ResponseCache:
         conn = self._reader()
         keys = list(dict.fromkeys(row_keys))
         raw: dict[str, bytes] = {}
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT row_key, value FROM responses WHERE step = ? AND row_key IN ({marks})"
-            raw.update(conn.execute(query, [step, *chunk]).fetchall())
+        self._select(conn, step, keys, raw)
+        for peer in self._peer_readers():
+            missing = [key for key in keys if key not in raw]
+            if not missing:
+                break
+            try:
+                self._select(peer, step, missing, raw)
+            except sqlite3.DatabaseError:  # not a cache (yet): no table, or not a database
+                continue
         with self._lock:
             raw.update((k, v) for k in keys if (v := self._pending.get((step, k))) is not None)
             self._stats["hits"] += len(raw)

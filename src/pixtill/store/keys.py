@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pixtill.images import ImageError, ImageRef, is_image_value
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
-    {"input_batch_size", "batch_size", "replicas", "input_mappings"}
+    {"input_batch_size", "batch_size", "replicas", "resources", "input_mappings"}
 )
 """Step fields that change how a step runs, never what it outputs (left out of signatures).
 

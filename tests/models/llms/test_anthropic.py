@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from http_servers import serve
-from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from models.fake_providers import FAST, FakeProviders, free_port, loaded, loaded_with_hangs
 from pixtill.errors import ModelUnavailableError
+from pixtill.models.http import ManualClock
 from pixtill.models.llms import AnthropicLLM
 from pixtill.steps.tasks import METADATA_COLUMN, ChatGeneration, TextGenerationWithImage
 from sample_images import image_bytes
@@ -160,13 +160,13 @@ def test_transient_failures_are_retried(
     fake: FakeProviders, url: str, marker: str, attempts: int, min_seconds: float
 ) -> None:
     text = f"again {marker}"
+    clock = ManualClock()  # Retry-After and backoffs are slept in virtual time
     with loaded(task_for(url)) as task:
-        started = time.monotonic()
+        task.llm.load_with(clock=clock)
         rows = next(task.process([{"instruction": text, "image": b64(image_bytes())}]))
-        elapsed = time.monotonic() - started
     assert rows[0]["generation"] is not None
     assert fake.attempts[text] == attempts
-    assert elapsed >= min_seconds
+    assert max(clock.sleeps) >= min_seconds  # Retry-After: 0.3 was honoured
 
 
 @pytest.mark.parametrize(
@@ -182,8 +182,9 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
         {"instruction": "fine", "image": b64(image_bytes())},
         {"instruction": f"bad {marker}", "image": b64(image_bytes())},
     ]
-    with loaded(task_for(url, timeout=0.3, max_retries=1)) as task:
+    with loaded_with_hangs(task_for(url, timeout=0.3, max_retries=1)) as (task, transport):
         rows = next(task.process(rows_in))
+    assert transport.hung == (2 if marker == "[[hang]]" else 0)
     assert rows[0]["generation"] is not None
     assert rows[1]["generation"] is None
     assert expected in rows[1][METADATA_COLUMN]["error_claude"]

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import pickle
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +14,10 @@ import pytest
 from PIL import Image
 
 from http_servers import serve
-from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from models.fake_providers import FAST, FakeProviders, free_port, loaded, loaded_with_hangs
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
+from pixtill.models.http import ManualClock
 from pixtill.models.llms import OpenAILLM
 from pixtill.steps.tasks import METADATA_COLUMN, ChatGeneration, TextGenerationWithImage
 from sample_images import image_bytes, truncated_png
@@ -255,15 +255,15 @@ def test_transient_failures_are_retried(
     fake: FakeProviders, url: str, marker: str, attempts: int, min_seconds: float
 ) -> None:
     text = f"Retry me {marker}"
+    clock = ManualClock()  # Retry-After and backoffs are slept in virtual time
     with loaded(vision(url)) as task:
-        started = time.monotonic()
+        task.llm.load_with(clock=clock)
         rows = next(task.process([{"instruction": text, "image": b64(image_bytes())}]))
-        elapsed = time.monotonic() - started
         stats = task.llm.request_stats()
     assert rows[0]["generation"] is not None
     assert "error_vision" not in rows[0][METADATA_COLUMN]
     assert fake.attempts[text] == attempts
-    assert elapsed >= min_seconds  # Retry-After: 0.3 was honoured
+    assert max(clock.sleeps) >= min_seconds  # Retry-After: 0.3 was honoured
     assert stats is not None
     assert stats["retried"] == attempts - 1
     if marker.startswith("[[429"):
@@ -271,12 +271,12 @@ def test_transient_failures_are_retried(
 
 
 def test_hung_request_times_out(fake: FakeProviders, url: str) -> None:
-    with loaded(vision(url, timeout=0.3, max_retries=1)) as task:
+    with loaded_with_hangs(vision(url, timeout=0.3, max_retries=1)) as (task, transport):
         rows = next(task.process([{"instruction": "Wait [[hang]]", "image": b64(image_bytes())}]))
     assert rows[0]["generation"] is None
     error = rows[0][METADATA_COLUMN]["error_vision"]
     assert "RequestError: timeout after 2 attempts" in error
-    assert fake.attempts["Wait [[hang]]"] == 2
+    assert transport.hung == 2
 
 
 def test_malformed_json_body(url: str) -> None:
@@ -298,13 +298,11 @@ def test_response_without_choices_is_a_clear_error(url: str) -> None:
 
 def test_connection_refused() -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
-    with (
-        loaded(vision(base, max_retries=6)) as task,
-        pytest.raises(ModelUnavailableError) as info,
-    ):  # the step stops: nothing to retry
-        next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}] * 20))
-    assert time.monotonic() - start < 5
+    with loaded(vision(base, max_retries=6)) as task:
+        with pytest.raises(ModelUnavailableError) as info:  # the step stops: nothing to retry
+            next(task.process([{"instruction": "Anyone?", "image": b64(image_bytes())}] * 20))
+        stats = task.llm.request_stats()
+    assert stats is not None and stats["retried"] == 0
     assert str(info.value) == (
         f"step 'vision': model 'gpt-4o-mini' at {base}/v1/chat/completions is unavailable: "
         "connection error (connection refused); is the server running, and are the host and "

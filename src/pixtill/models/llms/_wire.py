@@ -1,7 +1,8 @@
 """The chat backends' wire helpers: image parts out, generations back.
 
 pixtill's ``{"type": "image", "image": ImageRef}`` parts become each provider's format here, at
-send time; `Choice` / `generate_output` / `fan_out` turn responses into a `GenerateOutput`.
+send time; `Choice` (the canonical `Generation`) / `generate_output` / `fan_out` turn responses
+into a `ModelResult` and distilabel's `GenerateOutput` dict.
 
 Encoding is CPU work. Bytes already in memory that need neither resizing nor re-encoding are
 base64-encoded inline (tens of microseconds for a typical image, cheaper than a thread hop);
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms.base import FormattedInput, GenerateOutput
+from pixtill.models.results import Generation, ModelResult
 
 __all__ = [
     "Choice",
@@ -204,29 +205,14 @@ def prompt_chars(messages: FormattedInput) -> tuple[int, int]:
 # --------------------------------------------------------------------- responses
 
 
-@dataclass(slots=True)
-class Choice:
-    """One generation as parsed from a response (``text`` None and ``error`` set: failed)."""
-
-    text: str | None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: str | None = None
+# One generation as parsed from a response (``text`` None and ``error`` set: failed): the
+# canonical `Generation` (`pixtill.models.results`), by its older name here.
+Choice = Generation
 
 
 def generate_output(choices: list[Choice]) -> GenerateOutput:
-    """Assemble per-generation choices; token lists only when every generation has them."""
-    output: GenerateOutput = {"generations": [c.text for c in choices], "statistics": {}}
-    ins = [c.input_tokens for c in choices]
-    outs = [c.output_tokens for c in choices]
-    if all(v is not None for v in ins):
-        output["statistics"]["input_tokens"] = [v for v in ins if v is not None]
-    if all(v is not None for v in outs):
-        output["statistics"]["output_tokens"] = [v for v in outs if v is not None]
-    errors = [c.error for c in choices if c.text is None and c.error]
-    if errors:
-        output["error"] = errors[0]
-    return output
+    """distilabel's dict of per-generation choices (`ModelResult.to_generate_output`)."""
+    return ModelResult.of(choices).to_generate_output()
 
 
 async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[Choice]:

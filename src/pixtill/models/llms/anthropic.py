@@ -173,7 +173,13 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         if input_tokens is not None:  # cached prompt tokens are counted apart
             for key in ("cache_creation_input_tokens", "cache_read_input_tokens"):
                 input_tokens += _int(usage.get(key)) or 0
-        return Choice("".join(texts), input_tokens, _int(usage.get("output_tokens")))
+        stop = body.get("stop_reason")
+        return Choice(
+            "".join(texts),
+            input_tokens,
+            _int(usage.get("output_tokens")),
+            finish_reason=stop if isinstance(stop, str) else None,
+        )
 
 
 def _tool_of(spec: StructuredOutputSpec) -> dict[str, Any]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from typing import Any
+from typing import Any, Optional
 
+from pydantic import Field
 from typing_extensions import TypedDict
 
+from pixtill.mixins.runtime_parameters import RuntimeParameter
 from pixtill.models.base import AsyncBridge, BaseModel
 
 # OpenAI-style chat messages. The tasks put images in a message's content list as OpenAI
@@ -35,6 +37,8 @@ class GenerateOutput(TypedDict, total=False):
 
 
 def failed_generate_output(error: BaseException | str, num_generations: int) -> GenerateOutput:
+    """distilabel's dict for an input whose request failed (the same as
+    ``ModelResult.failed(error, num_generations).to_generate_output()``)."""
     return {
         "generations": [None] * num_generations,
         "statistics": {},
@@ -43,7 +47,25 @@ def failed_generate_output(error: BaseException | str, num_generations: int) -> 
 
 
 class LLM(BaseModel):
-    """A text-generating model (possibly multimodal on the input side)."""
+    """A text-generating model (possibly multimodal on the input side).
+
+    ``use_offline_batch_generation=True`` (distilabel's flag) sends every input through
+    `offline_batch_generate`: the batch backends (`OpenAIBatchLLM`, `AnthropicBatchLLM`)
+    implement it; other models raise `NotImplementedError` when asked to generate. A task
+    whose model sets the flag is global (it gets every row at once, so they make one set of
+    provider batches), and a task that cannot work that way refuses the model.
+    """
+
+    use_offline_batch_generation: Optional[RuntimeParameter[bool]] = Field(
+        default=False,
+        description="Whether to use the `offline_batch_generate` method to generate the responses.",
+    )
+    offline_batch_generation_block_until_done: Optional[RuntimeParameter[int]] = Field(
+        default=None,
+        description="If provided, then polling will be done until the "
+        "`offline_batch_generate` method is able to retrieve the results. The value is the "
+        "time to wait between each polling (seconds).",
+    )
 
     @abstractmethod
     def generate(
@@ -54,8 +76,25 @@ class LLM(BaseModel):
     def generate_outputs(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
-        """Entry point the tasks call; wraps `generate`."""
+        """Entry point the tasks call: `generate`, or `offline_batch_generate` when
+        ``use_offline_batch_generation`` is set."""
+        if self.use_offline_batch_generation:
+            return self.offline_batch_generate(
+                inputs=inputs, num_generations=num_generations, **kwargs
+            )
         return self.generate(inputs=inputs, num_generations=num_generations, **kwargs)
+
+    def offline_batch_generate(
+        self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        """Generate through a provider's batch API (results within hours, about half price).
+
+        Raises `NotImplementedError` here: only the batch backends implement it.
+        """
+        raise NotImplementedError(
+            f"`offline_batch_generate` is not implemented for `{type(self).__name__}`: use "
+            "`OpenAIBatchLLM` or `AnthropicBatchLLM` for offline batch generation"
+        )
 
 
 class AsyncLLM(AsyncBridge, LLM):
@@ -83,6 +122,8 @@ class AsyncLLM(AsyncBridge, LLM):
         tokens: dict[str, list[int]] = {}
         for single in singles:
             one: Any = {"generations": single} if isinstance(single, list) else single
+            if hasattr(one, "to_generate_output"):  # a `ModelResult` from a custom LLM
+                one = one.to_generate_output()
             generations += list(one.get("generations") or [None])[:1]
             for key in ("input_tokens", "output_tokens"):
                 counts = (one.get("statistics") or {}).get(key)

@@ -297,7 +297,9 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                     else f"finish_reason={choice.get('finish_reason')!r}"
                 )
                 error = f"choice {k} has no text content ({why})"
-            choices.append(Choice(text, prompt_tokens, out_tokens, error))
+            finish = choice.get("finish_reason")
+            finish = finish if isinstance(finish, str) else None
+            choices.append(Choice(text, prompt_tokens, out_tokens, error, finish))
         if all(c.text is None for c in choices):
             raise InvalidResponseError(backend, choices[0].error or "no choice has text content")
         return choices

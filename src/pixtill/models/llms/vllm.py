@@ -28,6 +28,7 @@ from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms._wire import _image_of
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
 from pixtill.models.llms.transformers import import_module
+from pixtill.models.results import Generation, ModelResult
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of
 
 __all__ = ["vLLM"]
@@ -261,15 +262,26 @@ def _read_template(template: str | None) -> str | None:
 
 
 def _generate_output(result: Any, n: int) -> GenerateOutput:
-    """A `GenerateOutput` from one ``RequestOutput``."""
+    """distilabel's dict of one ``RequestOutput`` (via the canonical `ModelResult`)."""
+    return _model_result(result, n).to_generate_output()
+
+
+def _model_result(result: Any, n: int) -> ModelResult:
+    """The canonical result of one ``RequestOutput``: its completions' texts, token counts
+    (the prompt's for each) and finish reasons; missing completions fail."""
     completions = list(result.outputs)[:n]
     prompt_ids = getattr(result, "prompt_token_ids", None)
     prompt_tokens = len(prompt_ids) if prompt_ids is not None else None
-    output: GenerateOutput = {"generations": [c.text for c in completions], "statistics": {}}
-    if prompt_tokens is not None:
-        output["statistics"]["input_tokens"] = [prompt_tokens] * len(completions)
-    output["statistics"]["output_tokens"] = [len(c.token_ids) for c in completions]
+    generations = [
+        Generation(
+            c.text,
+            prompt_tokens,
+            len(c.token_ids),
+            finish_reason=getattr(c, "finish_reason", None),
+        )
+        for c in completions
+    ]
     if len(completions) < n:
-        output["generations"] += [None] * (n - len(completions))
-        output["error"] = f"vLLM returned {len(completions)} generations, not {n}"
-    return output
+        why = f"vLLM returned {len(completions)} generations, not {n}"
+        generations += [Generation(None, error=why)] * (n - len(completions))
+    return ModelResult.of(generations)

@@ -62,6 +62,10 @@ class LocalExecutor:
             else:  # other ranks write beside this one: remove only this rank's files
                 for old in (context.output_dir / leaf).glob(f"{context.shard_prefix}-*"):
                     old.unlink()
+        for name in graph.roots:  # before `load`: a loader may then read only its part
+            root = graph.steps[name]
+            if isinstance(root, GeneratorStep):
+                root.plan_shard(context.rank, context.world_size)
         loaded = load_steps(graph, order)
         try:
             run = _Run(graph, context, self.queue_batches, self.reorder_factor)

@@ -4,15 +4,18 @@ The driver (the process that calls ``Pipeline.run``) starts one Ray task per ran
 the `LocalExecutor` over its shard of every loader's rows (`GeneratorStep.process_shard`), so the
 row semantics are the `RowRunner`'s, exactly as on one machine, and an async task keeps its
 model's window full on each worker. Each rank writes its leaves' shards under rank-specific
-names (``rank00001-of-00004-data-00000.arrow``) in the shared output folder, and keeps its own
-cache file beside the run's cache (``cache-rank00001-of-00004.sqlite``). When every rank is done,
+names (``rank00001-of-00004-data-00000.arrow``) in the shared output folder, and writes its own
+cache file beside the run's cache (``cache-rank00001-of-00004.sqlite``) while reading, for the
+keys it lacks, every rank cache file already there (of any earlier run, with any number of
+ranks) and the run's own cache, read-only. When every rank is done,
 the driver brings the shards of a leaf to one schema (`pixtill.store.ranks`) and returns the
 same `Distiset` as a local run, rows in input order (rank order is input order for loaders of
 known size; a streaming loader's rows come rank by rank).
 
 Failures: a worker that dies is retried by Ray (``max_retries``), and its rank is redone from
 its cache, without re-sending a request whose response was stored. A driver killed mid-run and
-started again with the same number of ranks resumes the same way.
+started again resumes the same way, with the same or another number of ranks, or locally
+(a local run reads the rank files too).
 
 Needs the ``ray`` extra (``pip install "pixtill[ray]"``); ``address`` connects to a running
 cluster (``"auto"``, ``"ray://host:10001"``), none starts a local one for the run.
@@ -29,6 +32,7 @@ from typing import Any
 from pixtill.pipeline.errors import PipelineError
 from pixtill.pipeline.executors.base import RunContext, RunResult
 from pixtill.pipeline.executors.local import LocalExecutor
+from pixtill.pipeline.executors.ray_resources import rank_options
 from pixtill.pipeline.graph import Graph
 from pixtill.pipeline.progress import RunObserver, RunSummary, StepSummary
 from pixtill.store.cache import ResponseCache
@@ -50,8 +54,9 @@ def _import_ray() -> Any:
 class RayExecutor:
     """Runs a graph as ``num_workers`` ranks on Ray (default: one per CPU of the cluster).
 
-    ``num_cpus`` / ``num_gpus``: what each rank asks Ray for (a rank with a local model on a
-    GPU: ``num_gpus=1``), so that the cluster places ranks where they fit. ``max_retries``: how
+    ``num_cpus`` / ``num_gpus``: each rank's base share; a step's ``resources=StepResources(
+    gpus=1)`` (a local model on a GPU) adds to it, times the step's replicas, so that the
+    cluster places ranks where they fit (`rank_options`). ``max_retries``: how
     often Ray redoes a rank whose worker died. ``init_kwargs`` go to ``ray.init`` when this
     executor starts Ray itself (``address`` None and Ray not started yet)."""
 
@@ -76,6 +81,11 @@ class RayExecutor:
         self.last_peak_rss_mb: list[float] = []
         """Per rank of the last run, the peak RSS of its worker process (MiB)."""
 
+    def rank_options(self, graph: Graph) -> dict[str, Any]:
+        """What each rank's Ray task asks for: ``num_cpus`` / ``num_gpus`` plus every step's
+        `StepResources` times its replicas (`pixtill.pipeline.executors.ray_resources`)."""
+        return rank_options(graph, num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+
     def execute(self, graph: Graph, context: RunContext) -> RunResult:
         ray = _import_ray()
         started_here = not ray.is_initialized()
@@ -95,7 +105,7 @@ class RayExecutor:
         context.observer.run_started(graph.name, order, None, {})
         started = time.perf_counter()
         run_rank = ray.remote(_run_rank).options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
+            **self.rank_options(graph), max_retries=self.max_retries
         )
         cache_path = None if context.cache is None else context.cache.path
         # What travels to the workers: no open cache, no observer (they belong to the driver).
@@ -150,7 +160,9 @@ def _run_rank(
     worker's peak RSS (MiB)."""
     cache = None
     if cache_path is not None:
-        cache = ResponseCache(rank_cache_path(cache_path, rank, world_size))
+        own_path = rank_cache_path(cache_path, rank, world_size)
+        peers = [cache_path, *sorted(cache_path.parent.glob("cache-rank*.sqlite"))]
+        cache = ResponseCache(own_path, peers=[p for p in peers if p.exists()])
     own = RunContext(
         output_dir=context.output_dir,
         cache=cache,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from pixtill.pipeline.progress import RunSummary
 from pixtill.pipeline.row_runner import RowRunner, request_window
 from pixtill.pipeline.rows import Item
-from pixtill.steps.base import GlobalStep, Step
+from pixtill.steps.base import Step
 from pixtill.steps.tasks.base import _Task
 
 
@@ -110,7 +110,7 @@ async def run_batches(run: StepHost, name: str, step: Step) -> None:
     order; a global step gets every row at once."""
     summary = run.summary.steps[name]
     runner = run.runner
-    if isinstance(step, GlobalStep):
+    if step.is_global:  # a GlobalStep, or a task whose model uses offline batches
         everything: list[Item] = []
         async for batch in run.inputs(name):
             everything.extend(batch)

@@ -25,6 +25,13 @@ from pydantic import Field, PrivateAttr, model_validator
 from pixtill.errors import StepConfigError
 from pixtill.steps.base import GeneratorStep
 from pixtill.steps.generators.batching import batches_with_last
+from pixtill.steps.generators.file_shards import (
+    RowGroup,
+    parquet_row_groups,
+    read_parquet_shard,
+    read_stream_shard,
+    resolve_files,
+)
 from pixtill.steps.generators.sharding import ShardBatch
 from pixtill.steps.typing import GeneratorStepOutput, Row, StepColumns
 
@@ -115,6 +122,17 @@ class _DatasetsLoader(GeneratorStep):
     _dataset: Any = PrivateAttr(default=None)
     _columns: list[str] = PrivateAttr(default_factory=list)
     _images: list[str] = PrivateAttr(default_factory=list)
+    _shard: tuple[int, int] = PrivateAttr(default=(0, 1))
+    _sharded: bool = PrivateAttr(default=False)
+    _row_groups: list[RowGroup] | None = PrivateAttr(default=None)
+
+    def plan_shard(self, rank: int, world_size: int) -> None:
+        self._shard = (rank, world_size)
+
+    def _iterable(self) -> bool:
+        """Whether the loaded dataset is an ``IterableDataset`` (streaming, or a rank's lazy
+        view of data files)."""
+        return self.streaming or self._sharded
 
     @abstractmethod
     def _load_dataset(self, datasets: Any) -> Any:
@@ -125,7 +143,7 @@ class _DatasetsLoader(GeneratorStep):
         super().load()
         datasets = _import_datasets()
         dataset = self._load_dataset(datasets)
-        expected = datasets.IterableDataset if self.streaming else datasets.Dataset
+        expected = datasets.IterableDataset if self._iterable() else datasets.Dataset
         if not isinstance(dataset, expected):
             raise StepConfigError(
                 f"step {self.name!r}: expected a {expected.__name__}, got "
@@ -137,6 +155,8 @@ class _DatasetsLoader(GeneratorStep):
 
     def unload(self) -> None:
         self._dataset = None
+        self._sharded = False
+        self._row_groups = None
         self._columns = []
         self._images = []
         super().unload()
@@ -168,7 +188,7 @@ class _DatasetsLoader(GeneratorStep):
     def total_rows(self) -> int | None:
         """Rows this step yields from offset 0 (``num_examples`` applied), or ``None`` when it
         is not known: a streaming dataset, or before `load`."""
-        if self._dataset is None or self.streaming:
+        if self._dataset is None or self._iterable():
             return None
         return self._capped(len(self._dataset))
 
@@ -180,18 +200,44 @@ class _DatasetsLoader(GeneratorStep):
         if offset < 0:
             raise ValueError(f"offset must be at least 0, got {offset}")
         dataset = self._require_loaded()
-        if self.streaming:
+        if self._iterable():
             yield from self._process_streaming(dataset, offset)
         else:
             yield from self._process_arrow(dataset, offset)
 
     def process_shard(self, rank: int = 0, world_size: int = 1) -> Iterator[ShardBatch]:
-        """A prepared dataset: a contiguous block of rows. Streaming: every rank reads the
-        stream and keeps rows ``i % world_size == rank`` (the stream's length is unknown)."""
+        """Rank ``rank``'s rows, reading as little as the data allows
+        (`pixtill.steps.generators.file_shards`): Parquet files cut by row group; a stream
+        of at least ``world_size`` shards (data files) cut by shard; a prepared dataset cut
+        into contiguous blocks. Otherwise (a stream of fewer shards, or ``num_examples`` on
+        a stream) every rank reads the stream and keeps rows ``i % world_size == rank``."""
+        if world_size == 1 and rank == 0:
+            return super().process_shard(rank, world_size)
+        dataset = self._require_loaded()
+        if self._row_groups is not None:
+            return self._renamed(
+                read_parquet_shard(
+                    self._row_groups,
+                    rank,
+                    world_size,
+                    features=dataset.features,
+                    batch_size=self.batch_size,
+                    limit=self.num_examples,
+                    storage_options=self.storage_options,
+                )
+            )
+        if self._iterable() and self.num_examples is None and dataset.num_shards >= world_size:
+            return self._renamed(
+                read_stream_shard(dataset, rank, world_size, batch_size=self.batch_size)
+            )
         total = self.total_rows()
         if total is None:
             return super().process_shard(rank, world_size)
         return self._contiguous_shard(total, rank, world_size)
+
+    def _renamed(self, batches: Iterator[ShardBatch]) -> Iterator[ShardBatch]:
+        for numbers, rows, last in batches:
+            yield numbers, self._rename_outputs(rows), last
 
     def _process_arrow(self, dataset: Any, offset: int) -> GeneratorStepOutput:
         total = self._capped(len(dataset))
@@ -279,6 +325,8 @@ class LoadDataFromFileSystem(_DatasetsLoader):
         default=None, description="json, jsonl, parquet or csv; inferred from the extension."
     )
 
+    _resolved: list[str] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _check_filetype(self) -> LoadDataFromFileSystem:
         self.resolved_filetype()  # fail at construction, not at load()
@@ -306,13 +354,26 @@ class LoadDataFromFileSystem(_DatasetsLoader):
             )
         return found.pop()
 
+    def load(self) -> None:
+        """Open the files. A rank of a sharded run (`plan_shard` with ``world_size > 1``)
+        prepares nothing: it resolves the file list, reads Parquet footers for their row
+        groups, and later reads only its own files or row groups."""
+        world_size = self._shard[1]
+        self._sharded = world_size > 1 and not self.streaming
+        super().load()
+        if world_size > 1 and self.resolved_filetype() == "parquet":
+            self._row_groups = parquet_row_groups(self._resolved, self.storage_options)
+
     def _load_dataset(self, datasets: Any) -> Any:
         builder = _BUILDERS[self.resolved_filetype()]
+        files: list[str] = self._file_list()
+        if self._shard[1] > 1:  # the files, resolved once, in `datasets`' order
+            files = self._resolved = resolve_files(files, self.storage_options)
         return datasets.load_dataset(
             builder,
-            data_files=self._file_list(),
+            data_files=files,
             split="train",
-            streaming=self.streaming,
+            streaming=self._iterable(),
             storage_options=self.storage_options,
             cache_dir=None if self.cache_dir is None else str(self.cache_dir),
         )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pixtill.errors import RowError
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageType
@@ -48,6 +48,9 @@ class ChatGeneration(Task):
 
     # Rows may mix plain-text and image turns: one stored shape keeps one Arrow type.
     raw_input_content_as_parts: ClassVar[bool | None] = True
+    # Rows are independent, so all of them can wait for one provider batch (pixtill's batch
+    # backends); distilabel leaves this False for its own task of the same name.
+    _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=True)
 
     image_type: ImageType = "auto"
     image_max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)

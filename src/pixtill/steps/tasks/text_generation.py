@@ -26,6 +26,9 @@ class TextGeneration(Task):
     )
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
+    # Rows are independent, so all of them can wait for one provider batch (pixtill's batch
+    # backends); distilabel leaves this False for its own task of the same name.
+    _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=True)
 
     @property
     def column_names(self) -> list[str]:

@@ -1,0 +1,69 @@
+"""The ``pixtill`` argument parser and `main`: dispatch to a registered command, and turn its
+errors into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from pixtill import __version__
+from pixtill.cli.registry import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
+from pixtill.errors import PixtillError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixtill",
+        description="Build multimodal datasets with vision-language and image-generation models.",
+    )
+    parser.add_argument("--version", action="version", version=f"pixtill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks on errors",
+        )
+        command.add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    command = COMMANDS[args.command]
+    try:
+        return command.handler(args)
+    except KeyboardInterrupt:
+        print("pixtill: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        return _report(args, exc, EXIT_USAGE)
+    except (PixtillError, OSError) as exc:
+        return _report(args, exc, EXIT_FAILED)
+    except Exception as exc:  # not ours: name the type, and point at --debug
+        return _report(args, exc, EXIT_FAILED, unexpected=True)
+
+
+def _report(
+    args: argparse.Namespace, exc: BaseException, code: int, *, unexpected: bool = False
+) -> int:
+    """One line on stderr (the traceback first with ``--debug``); returns ``code``."""
+    debug = getattr(args, "debug", False)
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if unexpected:
+        message = f"{type(exc).__name__}: {message}"
+        if not debug:
+            message += " (run with --debug for the traceback)"
+    print(f"pixtill {args.command}: error: {message}", file=sys.stderr)
+    return code

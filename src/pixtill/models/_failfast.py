@@ -1,0 +1,81 @@
+"""The request engine's dead-server verdict (internal to `pixtill.models.transport`).
+
+Until one model request has succeeded, `FailFast` counts the failures that look systemic and
+asks `~pixtill.models._failures.systemic_cause` whether they add up to a dead or misconfigured
+server; once they do, it keeps the `~pixtill.errors.ModelUnavailableError` so that every later
+request of the engine raises the same error at once. A success ends the watch: after it,
+failures are each request's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import NoReturn
+
+from pixtill.errors import ModelUnavailableError
+from pixtill.models._failures import (
+    Failure,
+    safe_url,
+    scrub_secrets,
+    secret_values,
+    systemic_cause,
+)
+
+__all__ = ["FailFast"]
+
+_log = logging.getLogger("pixtill.transport")
+
+
+class FailFast:
+    """Fail-fast state of one engine. ``attempts`` / ``seconds``: the engine's
+    ``fail_fast_attempts`` / ``fail_fast_seconds``; ``clock``: monotonic seconds."""
+
+    __slots__ = ("_attempts", "_clock", "_failed", "_first", "_seconds", "healthy", "unavailable")
+
+    def __init__(self, attempts: int, seconds: float, clock: Callable[[], float]) -> None:
+        self._attempts = attempts
+        self._seconds = seconds
+        self._clock = clock
+        self.healthy = False  # a model request has succeeded
+        self.unavailable: ModelUnavailableError | None = None
+        self._failed = 0  # systemic-looking failures before the first success
+        self._first: float | None = None  # when the first model request started
+
+    def reset(self) -> None:
+        """Forget a verdict and the failures counted so far (the engine was closed)."""
+        self.unavailable = None
+        self._failed = 0
+        self._first = None
+
+    def raise_if_unavailable(self) -> None:
+        if self.unavailable is not None:
+            raise self.unavailable
+
+    def started(self) -> None:
+        """A model request's attempt is starting (the time budget runs from the first)."""
+        if self._first is None:
+            self._first = self._clock()
+
+    def check(self, failure: Failure, url: str, headers: Mapping[str, str]) -> None:
+        """Before any success: raise `ModelUnavailableError` when ``failure`` (with those seen
+        before) says the server is dead or misconfigured; otherwise return."""
+        if self.healthy:
+            return
+        if failure.counts_as_systemic:
+            self._failed += 1
+        waited = self._clock() - (self._first or 0.0)
+        found = systemic_cause(failure, url, self._failed, self._attempts, waited, self._seconds)
+        if found is None:
+            return
+        cause, hint = found
+        tail = failure.body or failure.detail
+        if tail and failure.status is not None:  # servers echo a refused key back: hide it
+            cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
+        self._give_up(ModelUnavailableError(cause, url=safe_url(url), hint=hint))
+
+    def _give_up(self, error: ModelUnavailableError) -> NoReturn:
+        if self.unavailable is None:
+            self.unavailable = error
+            _log.debug("model unavailable: %s", error)
+        raise self.unavailable
