@@ -493,3 +493,58 @@ def test_encode_json_is_compact_json_and_refuses_nan() -> None:
             encode_json({"temperature": bad})
         with pytest.raises(ValueError, match="JSON"):
             encode_json({"a": None, "b": [bad]})
+
+
+def test_an_image_fetched_while_building_uses_the_requests_own_slot() -> None:
+    """A builder that inlines an image URL fetches it through the engine, in the slot its
+    request already holds: at a window of 1 this would otherwise wait for itself forever."""
+    seen: list[tuple[str, int]] = []
+    image_answers = iter([HttpResponse(503), HttpResponse(200, b"\x89PNG...")])
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        seen.append((request.method, engine.stats.in_flight))
+        if request.method == "GET":
+            return next(image_answers)
+        assert request.body == b"upload:\x89PNG..."
+        return HttpResponse(200, b"done", content_type="text/plain")
+
+    clock = ManualClock()
+    config = fast_config(max_concurrent_requests=1)
+    engine = RequestEngine(config, transport=MockTransport(handler), clock=clock)
+
+    async def build() -> bytes:
+        return b"upload:" + await engine.get_bytes("http://images.test/cat.png")
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            engine.post_body(f"{BASE}/edits", build, "application/octet-stream"),
+            engine.post_body(f"{BASE}/edits", b"upload:\x89PNG...", "application/octet-stream"),
+        )
+
+    assert run(main()) == [(b"done", "text/plain")] * 2
+    assert seen == [("GET", 1), ("GET", 1), ("POST", 1), ("POST", 1)]  # never two slots
+    assert engine.stats.retried == 1  # the image's 503, retried inside the slot
+    assert len(clock.sleeps) == 1
+
+
+def test_a_failed_image_fetch_fails_its_request_only() -> None:
+    def handler(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(404 if request.method == "GET" else 200, b"{}")
+
+    engine = RequestEngine(
+        fast_config(max_concurrent_requests=1),
+        transport=MockTransport(handler),
+        clock=ManualClock(),
+    )
+
+    async def build() -> dict[str, Any]:
+        return {"image": (await engine.get_bytes("http://images.test/gone.png")).decode()}
+
+    async def main() -> None:
+        with pytest.raises(RequestError) as info:
+            await engine.post_json(f"{BASE}/echo", build)
+        assert (info.value.status, info.value.method) == (404, "GET")
+        assert engine.stats.in_flight == 0
+        assert await engine.post_json(f"{BASE}/echo", {}) == {}  # the model is not "dead"
+
+    run(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["FilePart", "encode_multipart"]
+__all__ = ["FilePart", "encode_multipart", "new_boundary"]
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,19 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def encode_multipart(fields: list[tuple[str, str | FilePart]]) -> tuple[bytes, str]:
+def new_boundary() -> str:
+    """A random multipart boundary (128 bits: it will not occur in the data)."""
+    return "pixtill-" + secrets.token_hex(16)
+
+
+def encode_multipart(
+    fields: list[tuple[str, str | FilePart]], boundary: str | None = None
+) -> tuple[bytes, str]:
     """``(body, content type)`` of a form with ``fields`` in order (a name may repeat, e.g.
-    ``image[]``). Text fields are UTF-8; a `FilePart` goes with its file name and media type."""
-    boundary = "pixtill-" + secrets.token_hex(16)
+    ``image[]``). Text fields are UTF-8; a `FilePart` goes with its file name and media type.
+    ``boundary``: one from `new_boundary` when the content type must be known before the body
+    is built (a body built later, in the request's slot)."""
+    boundary = boundary or new_boundary()
     chunks: list[bytes] = []
     for name, value in fields:
         chunks.append(f"--{boundary}\r\n".encode())

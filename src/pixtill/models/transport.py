@@ -29,6 +29,7 @@ query string or credentials, and never payloads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,6 +53,7 @@ from pixtill.models.http import (
 from pixtill.utils import fast_json
 
 __all__ = [
+    "Body",
     "EngineConfig",
     "EngineStats",
     "ErrorKind",
@@ -67,6 +69,15 @@ _log = logging.getLogger("pixtill.transport")
 
 # A JSON payload, or a coroutine function building it once a slot is free.
 Payload = Union[Mapping[str, Any], Callable[[], Awaitable[Mapping[str, Any]]]]
+# A ready body (e.g. multipart form data), or a coroutine function building it in the slot.
+Body = Union[bytes, Callable[[], Awaitable[bytes]]]
+
+# The engine whose slot the running payload builder holds: `get_bytes` called from inside a
+# builder (an image URL the backend must inline) runs in that slot instead of queueing for a
+# second one, which at a window of 1 would wait for itself forever.
+_BUILDING_IN: contextvars.ContextVar[RequestEngine | None] = contextvars.ContextVar(
+    "pixtill_building_in", default=None
+)
 
 
 class RequestEngine:
@@ -171,14 +182,16 @@ class RequestEngine:
     async def post_body(
         self,
         url: str,
-        body: bytes,
+        body: Body,
         content_type: str,
         *,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, str]:
-        """POST a ready ``body`` (e.g. multipart form data) sent as ``content_type``; return the
-        raw body of the 2xx response and its media type. Same window, retries, fail-fast and
-        size cap as :meth:`post_json` (the body is resent unchanged on a retry)."""
+        """POST ``body`` (e.g. multipart form data) sent as ``content_type``; return the raw
+        body of the 2xx response and its media type. ``body`` may be a coroutine function
+        building the bytes once the first attempt has its slot (it may fetch image URLs with
+        :meth:`get_bytes`, in that slot). Same window, retries, fail-fast and size cap as
+        :meth:`post_json` (the body is resent unchanged on a retry)."""
         hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
         cfg = self.config
         _, data, media = await self._send(
@@ -193,10 +206,14 @@ class RequestEngine:
         """GET ``url`` and return the raw body (size cap enforced while streaming).
 
         For URLs a model returned or a row holds (not the model's endpoint): a failure here is
-        the request's own, never a reason to call the model unavailable.
+        the request's own, never a reason to call the model unavailable. Called from a payload
+        builder (an image the backend must inline), it runs inside that request's slot rather
+        than taking a second one; otherwise it takes a slot of its own.
         """
         tmo = self.config.timeout if timeout is None else timeout
         cap = self.config.max_response_bytes if max_bytes is None else max_bytes
+        if _BUILDING_IN.get() is self:
+            return await self._fetch_in_slot(url, tmo, cap)
         body = (await self._send("GET", url, None, self._headers, tmo, cap, 0, False))[1]
         self.stats.done += 1
         return body
@@ -271,7 +288,7 @@ class RequestEngine:
         self,
         method: str,
         url: str,
-        payload: Payload | bytes | None,
+        payload: Payload | Body | None,
         headers: Mapping[str, str],
         timeout: float,
         max_bytes: int,
@@ -304,12 +321,15 @@ class RequestEngine:
             try:
                 fail_fast.raise_if_unavailable()
                 if data is None and payload is not None:
-                    if isinstance(payload, bytes):  # a body the caller encoded (multipart)
-                        data = payload
-                    else:
-                        if callable(payload):
+                    if callable(payload):
+                        token = _BUILDING_IN.set(self)
+                        try:
                             payload = await payload()
-                        data = encode_json(payload)  # TypeError/ValueError: raised
+                        finally:
+                            _BUILDING_IN.reset(token)
+                    # bytes: a body the caller encoded (multipart); else JSON, whose
+                    # TypeError/ValueError are raised
+                    data = payload if isinstance(payload, bytes) else encode_json(payload)
                 started = clock.monotonic()
                 resp = await self.transport.send(
                     HttpRequest(method, url, headers, data, timeout, max_bytes)
@@ -373,6 +393,33 @@ class RequestEngine:
             if fail_fast.unavailable is not None:
                 stats.failed += 1
                 raise fail_fast.unavailable
+
+    async def _fetch_in_slot(self, url: str, timeout: float, max_bytes: int) -> bytes:
+        """`get_bytes` inside the slot of the request being built: the same retries (backoff
+        while still holding that slot), no window, pacing or AIMD votes of its own."""
+        cfg, attempt, timeouts = self.config, 0, 0
+        while True:
+            attempt += 1
+            try:
+                resp = await self.transport.send(
+                    HttpRequest("GET", url, self._headers, None, timeout, max_bytes)
+                )
+            except TransportError as exc:
+                failure = Failure.of_transport(exc)
+            else:
+                if 200 <= resp.status < 300:
+                    self.stats.done += 1
+                    return resp.body
+                failure = Failure.of_response(resp)
+            timeouts += failure.kind is ErrorKind.TIMEOUT
+            if (
+                not failure.retryable
+                or attempt > cfg.max_retries
+                or timeouts > cfg.max_timeout_retries
+            ):
+                self._fail(failure, attempt, "GET", url)
+            self.stats.retried += 1
+            await self.clock.sleep(_retry_delay(failure.retry_after, attempt, cfg))
 
     def _fail(self, failure: Failure, attempts: int, method: str, url: str) -> NoReturn:
         self.stats.failed += 1

@@ -228,3 +228,26 @@ def test_editing_chains_after_image_generation_in_a_pipeline(
         assert row["edited_image"].size == (8, 8)
         assert row["model_name"] == "gpt-image-1"
         assert row["paint_model"] == "test/palette"
+
+
+@pytest.mark.parametrize("backend", ["openai", "hf"])
+def test_an_image_url_is_fetched_through_the_engine_in_the_requests_own_slot(
+    fake: FakeEdits, url: str, backend: str
+) -> None:
+    """The servers take uploads, not URLs: the backend fetches the image through its engine,
+    inside the slot of the request being built - at one request in flight this must not wait
+    for a second slot - once for all the requests of a row."""
+    fake.files["cat.png"] = image_bytes(24, 20)
+    if backend == "openai":
+        model: Any = openai_editor(url, max_concurrent_requests=1, max_n_per_request=1)
+    else:
+        model = hf_editor(url, max_concurrent_requests=1)
+    task = ImageEditing(name="edit", image_editing_model=model, num_generations=2)
+    with loaded(task):
+        rows = task.process_batch([{"image": f"{url}/files/cat.png", "prompt": "add a hat"}])
+        stats = model.request_stats()
+    assert fake.rejected == []
+    assert len(fake.received) == 2  # two requests (one generation each) ...
+    assert stats["done"] == 3  # ... and one fetch of the image, through the engine
+    assert [image_from_str(r["edited_image"]).size for r in rows] == [(24, 20)] * 2
+    assert all(e.image[1] == (24, 20) for e in fake.received)

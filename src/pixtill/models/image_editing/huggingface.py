@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pixtill.images.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES
 from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.huggingface.inference_endpoints import _image_from_json
 from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
-from pixtill.models.remote import InvalidResponseError, merged_params
-from pixtill.models.transport import RequestEngine
+from pixtill.models.remote import InvalidResponseError, merged_params, once
+from pixtill.models.transport import Payload, RequestEngine
 from pixtill.utils.b64 import encode_b64
 
 __all__ = ["InferenceEndpointsImageEditing"]
@@ -46,6 +47,12 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
     def _extra_headers(self) -> dict[str, str]:
         return {"Accept": "image/png, image/*;q=0.9, application/json;q=0.5"}
 
+    @property
+    def _auth_per_request(self) -> bool:
+        return (
+            True  # an image URL in a row lives on another host: fetching it never sends the token
+        )
+
     async def agenerate(
         self, input: EditInput, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
@@ -62,14 +69,29 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
         headers = None
         if num_generations > 1 and seed is None:
             headers = {"x-use-cache": "false"}  # identical requests would get one cached image
-        data, _ = await upload_bytes(input["image"], _FORMATS, self.image_resize)
-        image = encode_b64(data)
+
+        async def fetch(image_url: str) -> bytes:  # inside the request's slot
+            return await self._get_bytes(
+                engine,
+                image_url,
+                timeout=DEFAULT_FETCH_TIMEOUT,
+                max_bytes=DEFAULT_MAX_FETCH_BYTES,
+            )
+
+        async def encode() -> str:
+            data, _ = await upload_bytes(input["image"], _FORMATS, self.image_resize, fetch)
+            return encode_b64(data)
+
+        image = once(encode)  # built in the first request's slot, shared by the others
 
         async def one(k: int) -> list[str]:
             params = {"prompt": input["prompt"], **parameters}
             if isinstance(seed, int) and k > 0:
                 params["seed"] = seed + k
-            payload = {"inputs": image, "parameters": params}
+
+            async def payload() -> dict[str, Any]:
+                return {"inputs": await image(), "parameters": params}
+
             return [await self._request(engine, url, payload, headers)]
 
         return await gather_images(
@@ -80,10 +102,11 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
         self,
         engine: RequestEngine,
         url: str,
-        payload: dict[str, Any],
+        payload: Payload,
         headers: dict[str, str] | None,
     ) -> str:
-        body, content_type = await self._post_bytes(engine, url, payload, headers=headers)
+        auth = {**(self._request_auth or {}), **(headers or {})}
+        body, content_type = await self._post_bytes(engine, url, payload, headers=auth or None)
         backend = type(self).__name__
         if content_type.endswith("json") or body[:1] in (b"{", b"["):
             try:

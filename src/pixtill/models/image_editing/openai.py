@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import Field, SecretStr
@@ -15,13 +16,14 @@ from pixtill.models.image_generation.openai import (
     gather_images,
     image_b64_from_bytes,
 )
-from pixtill.models.multipart import FilePart, encode_multipart
+from pixtill.models.multipart import FilePart, encode_multipart, new_boundary
 from pixtill.models.remote import (
     InvalidResponseError,
     RemoteModel,
     SecretField,
     excerpt,
     merged_params,
+    once,
     resolve_secret,
 )
 from pixtill.models.transport import RequestEngine, RequestError
@@ -84,17 +86,26 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         if self.model.startswith("gpt-image"):
             params.pop("response_format", None)  # always base64; the API refuses the field
         formats = _FORMATS.get(self.model, _DEFAULT_FORMATS)
-        image, fmt = await upload_bytes(input["image"], formats, self.image_resize)
-        fields: list[tuple[str, str | FilePart]] = [
-            ("model", self.model),
-            ("prompt", input["prompt"]),
-            ("image", FilePart(image, f"image.{fmt.lower()}", _MIME[fmt])),
-        ]
-        mask = input.get("mask")
-        if mask is not None:
-            data, _ = await upload_bytes(mask, frozenset({"PNG"}), self.image_resize)
-            fields.append(("mask", FilePart(data, "mask.png", "image/png")))
-        fields += [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
+
+        async def fetch(url: str) -> bytes:  # inside the request's slot (see `upload_bytes`)
+            return await self._get_bytes(
+                engine, url, timeout=self.fetch_timeout, max_bytes=self.max_image_bytes
+            )
+
+        async def build_fields() -> list[tuple[str, str | FilePart]]:
+            image, fmt = await upload_bytes(input["image"], formats, self.image_resize, fetch)
+            fields: list[tuple[str, str | FilePart]] = [
+                ("model", self.model),
+                ("prompt", input["prompt"]),
+                ("image", FilePart(image, f"image.{fmt.lower()}", _MIME[fmt])),
+            ]
+            mask = input.get("mask")
+            if mask is not None:
+                data, _ = await upload_bytes(mask, frozenset({"PNG"}), self.image_resize, fetch)
+                fields.append(("mask", FilePart(data, "mask.png", "image/png")))
+            return fields + [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
+
+        fields = once(build_fields)  # built in the first request's slot, shared by the others
         per = self.max_n_per_request
         counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
         return await gather_images(
@@ -103,9 +114,17 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         )
 
     async def _request(
-        self, engine: RequestEngine, fields: list[tuple[str, str | FilePart]], n: int
+        self,
+        engine: RequestEngine,
+        fields: Callable[[], Awaitable[list[tuple[str, str | FilePart]]]],
+        n: int,
     ) -> list[str]:
-        body, content_type = encode_multipart([*fields, ("n", str(n))])
+        boundary = new_boundary()
+
+        async def body() -> bytes:
+            return encode_multipart([*await fields(), ("n", str(n))], boundary)[0]
+
+        content_type = f"multipart/form-data; boundary={boundary}"
         url = f"{self.base_url.rstrip('/')}/images/edits"
         error: Exception
         try:

@@ -7,25 +7,36 @@ on one instance are serialized.
 
 torch and transformers are imported only when a model is loaded, so ``import pixtill`` never
 needs them: ``pip install torch`` first, then ``pip install 'pixtill[local]'``.
+
+The modules: `torch_support` (imports, device, dtype, memory), `transformers_inputs` (chat ->
+processor inputs), `transformers_decoding` (generation options, end-of-sequence trimming), and
+this one (the model: load, batch, generate).
 """
 
 from __future__ import annotations
 
-import gc
-import importlib
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from pixtill.images import ImageRef, coerce_image
 from pixtill.models.llms.base import (
     LLM,
     FormattedInput,
     GenerateOutput,
     failed_generate_output,
 )
+from pixtill.models.llms.torch_support import (
+    dtype_keyword,
+    free_accelerator_memory,
+    import_module,
+    import_torch,
+    resolve_device,
+    resolve_dtype,
+)
+from pixtill.models.llms.transformers_decoding import eos_ids, generation_options, until_eos
+from pixtill.models.llms.transformers_inputs import PreparedChat as _Prepared
+from pixtill.models.llms.transformers_inputs import prepare_chat as _prepare
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.structured import StructuredOutputNotSupportedError
 
@@ -37,93 +48,6 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
 ]
-
-_INSTALL_HINT = (
-    "install torch first (e.g. `pip install torch==2.13.0`, or the build for your accelerator "
-    "from pytorch.org), then `pip install 'pixtill[local]'`"
-)
-# Sampling parameters that mean nothing (and make transformers warn) under greedy decoding.
-_SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff")
-# Keys pixtill sets itself from its own arguments.
-_RESERVED = ("num_return_sequences", "return_dict_in_generate", "output_scores")
-_DTYPE_ALIASES = {
-    "fp32": "float32",
-    "float": "float32",
-    "fp16": "float16",
-    "half": "float16",
-    "bf16": "bfloat16",
-}
-
-
-def import_module(name: str, needed_by: str = "local models") -> Any:
-    """The module ``name``, or an ImportError that says how to install the local extras.
-
-    Typed as ``Any``: torch, transformers and diffusers are only partly typed.
-    """
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise ImportError(f"{needed_by} need(s) {name}: {_INSTALL_HINT} ({exc})") from exc
-
-
-def import_torch() -> Any:
-    """``torch``, or an ImportError that says how to install it."""
-    return import_module("torch")
-
-
-def resolve_device(device: str | None) -> str:
-    """``device`` as given, else the best available: cuda, then mps, then cpu."""
-    if device:
-        return device
-    torch = import_torch()
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_dtype(torch_dtype: str, device: str) -> Any:
-    """The ``torch.dtype`` for a name ("float16", "bf16", ...). ``"auto"`` picks bfloat16 on a
-    GPU that supports it (else float16), float16 on Apple silicon and float32 on a CPU."""
-    torch = import_torch()
-    name = torch_dtype.strip().lower()
-    if name == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.startswith("mps"):
-            return torch.float16
-        return torch.float32
-    name = _DTYPE_ALIASES.get(name, name).removeprefix("torch.")
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(
-            f"unknown torch_dtype {torch_dtype!r} (use 'auto', 'float32', 'float16' or 'bfloat16')"
-        )
-    return dtype
-
-
-def free_accelerator_memory(device: str | None) -> None:
-    """Collect garbage, then give cached accelerator memory back to the driver."""
-    gc.collect()
-    if device is None:
-        return
-    torch = import_torch()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif device.startswith("mps"):
-        mps = getattr(torch, "mps", None)
-        if mps is not None and hasattr(mps, "empty_cache"):
-            mps.empty_cache()
-
-
-def _dtype_keyword() -> str:
-    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns on the old name)."""
-    from packaging.version import Version
-
-    version = import_module("transformers").__version__
-    return "dtype" if Version(version) >= Version("4.56") else "torch_dtype"
 
 
 class _Runtime:
@@ -139,57 +63,6 @@ class _Runtime:
     def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
         # Copies and pickles (a replica, a worker process) start unloaded.
         return (_Runtime, ())
-
-
-class _Prepared:
-    """One input turned into what the processor takes: template messages and PIL images."""
-
-    def __init__(self, messages: list[dict[str, Any]], images: list[Any]) -> None:
-        self.messages = messages
-        self.images = images
-
-
-def _image_of(part: dict[str, Any]) -> ImageRef:
-    value = part.get("image")
-    if value is None:
-        value = part.get("image_url")
-        if isinstance(value, dict):
-            value = value.get("url")
-    if value is None:
-        value = part.get("url", part.get("path"))
-    if isinstance(value, ImageRef):
-        return value
-    return coerce_image(value)
-
-
-def _prepare(chat: FormattedInput) -> _Prepared:
-    """Chat messages in the form chat templates expect: every content a list of parts, image
-    parts reduced to ``{"type": "image"}`` placeholders, the images collected in order."""
-    if not isinstance(chat, list) or not chat:
-        raise ValueError("expected a non-empty list of chat messages")
-    messages: list[dict[str, Any]] = []
-    images: list[Any] = []
-    for message in chat:
-        content = message.get("content")
-        parts: list[dict[str, Any]] = []
-        if isinstance(content, str):
-            parts.append({"type": "text", "text": content})
-        elif isinstance(content, list):
-            for part in content:
-                kind = part.get("type")
-                if kind == "text":
-                    parts.append({"type": "text", "text": str(part.get("text", ""))})
-                elif kind in ("image", "image_url", "input_image"):
-                    # The same preparation as the HTTP backends': EXIF orientation, 16-bit
-                    # and alpha converted faithfully (see `ImageRef.to_model_image`).
-                    images.append(_image_of(part).to_model_image())
-                    parts.append({"type": "image"})
-                else:
-                    raise ValueError(f"unsupported content part type {kind!r}")
-        elif content is not None:
-            raise ValueError(f"message content must be a string or a list of parts: {content!r}")
-        messages.append({"role": message["role"], "content": parts})
-    return _Prepared(messages, images)
 
 
 class TransformersLLM(LLM):
@@ -256,7 +129,7 @@ class TransformersLLM(LLM):
             options["revision"] = self.revision
         processor = transformers.AutoProcessor.from_pretrained(self.model, **options)
         model = transformers.AutoModelForImageTextToText.from_pretrained(
-            self.model, **options, **{_dtype_keyword(): dtype}
+            self.model, **options, **{dtype_keyword(): dtype}
         )
         model.to(device)
         model.eval()
@@ -380,7 +253,7 @@ class TransformersLLM(LLM):
                     value = value.to(model_dtype)
             tensors[key] = value
 
-        options, sample, seed = self._generation_options(model, num_generations, params)
+        options, sample, seed = generation_options(model, num_generations, params)
         if getattr(tokenizer, "pad_token_id", None) is not None:
             options.setdefault("pad_token_id", tokenizer.pad_token_id)
         if seed is not None:
@@ -393,7 +266,7 @@ class TransformersLLM(LLM):
         prompt_length = tensors["input_ids"].shape[1]
         new_tokens = sequences[:, prompt_length:].tolist()
         attention = tensors.get("attention_mask")
-        eos_ids = _eos_ids(model, tokenizer)
+        end_ids = eos_ids(model, tokenizer)
         pad_id = options.get("pad_token_id")
         results: list[GenerateOutput] = []
         for row in range(len(batch)):
@@ -405,56 +278,9 @@ class TransformersLLM(LLM):
                 rows = rows * num_generations
             generations: list[Generation] = []
             for tokens in rows:
-                kept = _until_eos(tokens, eos_ids, pad_id)
+                kept = until_eos(tokens, end_ids, pad_id)
                 text = tokenizer.decode(kept, skip_special_tokens=True).strip()
-                finish = "stop" if kept and kept[-1] in eos_ids else "length"
+                finish = "stop" if kept and kept[-1] in end_ids else "length"
                 generations.append(Generation(text, input_tokens, len(kept), finish_reason=finish))
             results.append(ModelResult.of(generations).to_generate_output())
         return results
-
-    @staticmethod
-    def _generation_options(
-        model: Any, num_generations: int, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool, Any]:
-        options = {k: v for k, v in params.items() if k not in _RESERVED}
-        seed = options.pop("seed", None)
-        do_sample = options.pop("do_sample", None)
-        temperature = options.get("temperature")
-        config = getattr(model, "generation_config", None)
-        if do_sample is None:
-            if temperature is not None:
-                do_sample = float(temperature) > 0
-            else:
-                do_sample = bool(getattr(config, "do_sample", False)) or num_generations > 1
-        sample = bool(do_sample)
-        if not sample:
-            for key in _SAMPLING_ONLY:
-                options.pop(key, None)
-        options["do_sample"] = sample
-        if "max_new_tokens" not in options and "max_length" not in options:
-            configured = getattr(config, "max_new_tokens", None)
-            options["max_new_tokens"] = configured if configured else 128
-        return options, sample, seed
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    for value in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, Sequence):
-            ids.update(v for v in value if isinstance(v, int))
-    return ids
-
-
-def _until_eos(tokens: list[int], eos_ids: set[int], pad_id: int | None) -> list[int]:
-    """The generated tokens up to and including the first end-of-sequence token; padding after
-    a finished sequence dropped."""
-    for position, token in enumerate(tokens):
-        if token in eos_ids:
-            return tokens[: position + 1]
-    if pad_id is not None:
-        while tokens and tokens[-1] == pad_id:
-            tokens = tokens[:-1]
-    return tokens
