@@ -44,6 +44,9 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
+from pixtill.models._aiohttp import AiohttpTransport
+from pixtill.models.http import ErrorKind, HttpRequest, HttpResponse, ManualClock, TransportError
+
 __all__ = [
     "FAST",
     "FakeProviders",
@@ -708,3 +711,36 @@ def loaded(step: Any) -> Iterator[Any]:
         yield step
     finally:
         step.unload()
+
+
+class HangingTransport:
+    """The default (aiohttp) transport, except that an attempt whose body holds ``[[hang]]``
+    waits out its whole timeout on ``clock`` - virtual time - and times out, as a server that
+    never answers would make it: timeout handling is tested without waiting on the wall clock.
+    ``hung`` counts those attempts."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.inner = AiohttpTransport()
+        self.hung = 0
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        if request.body is not None and b"[[hang]]" in request.body:
+            self.hung += 1
+            await self.clock.sleep(request.timeout)
+            raise TransportError(ErrorKind.TIMEOUT, "timeout")
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@contextmanager
+def loaded_with_hangs(step: Any) -> Iterator[tuple[Any, HangingTransport]]:
+    """`loaded`, with the step's model sending through a `HangingTransport` on a virtual
+    clock."""
+    clock = ManualClock()
+    transport = HangingTransport(clock)
+    with loaded(step):
+        step.model.load_with(transport=transport, clock=clock)
+        yield step, transport

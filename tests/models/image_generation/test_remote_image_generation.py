@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from http_servers import serve
-from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from models.fake_providers import FAST, FakeProviders, free_port, loaded, loaded_with_hangs
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_generation import (
     InferenceEndpointsImageGeneration,
@@ -234,8 +234,9 @@ def test_hf_failure_isolation(fake: FakeProviders, url: str) -> None:
 
 
 def test_hf_hang_and_connection_refused(url: str) -> None:
-    with loaded(image_task(hf_model(url, timeout=0.3, max_retries=0))) as task:
+    with loaded_with_hangs(image_task(hf_model(url, timeout=0.3, max_retries=0))) as (task, hangs):
         rows = next(task.process([{"prompt": "[[hang]]"}]))
+    assert hangs.hung == 1
     assert "timeout after 1 attempt" in rows[0][METADATA_COLUMN]["error_image-generation"]
     dead = f"http://127.0.0.1:{free_port()}"
     with (

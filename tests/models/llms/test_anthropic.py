@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from http_servers import serve
-from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from models.fake_providers import FAST, FakeProviders, free_port, loaded, loaded_with_hangs
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.http import ManualClock
 from pixtill.models.llms import AnthropicLLM
@@ -182,8 +182,9 @@ def test_permanent_failures(url: str, marker: str, expected: str) -> None:
         {"instruction": "fine", "image": b64(image_bytes())},
         {"instruction": f"bad {marker}", "image": b64(image_bytes())},
     ]
-    with loaded(task_for(url, timeout=0.3, max_retries=1)) as task:
+    with loaded_with_hangs(task_for(url, timeout=0.3, max_retries=1)) as (task, transport):
         rows = next(task.process(rows_in))
+    assert transport.hung == (2 if marker == "[[hang]]" else 0)
     assert rows[0]["generation"] is not None
     assert rows[1]["generation"] is None
     assert expected in rows[1][METADATA_COLUMN]["error_claude"]

@@ -20,6 +20,7 @@ from models.fake_providers import free_port, loaded
 from models.llms.batch_job import KEY, build
 from models.llms.fake_batches import FakeBatches
 from pixtill.errors import ModelUnavailableError
+from pixtill.models.http import ManualClock
 from pixtill.models.llms import AnthropicBatchLLM, OpenAIBatchLLM
 from pixtill.steps.tasks import METADATA_COLUMN, TextGenerationWithImage
 from sample_images import image_bytes, truncated_png
@@ -176,9 +177,14 @@ def test_max_wait_leaves_the_batch_running_for_a_later_run(
 ) -> None:
     fake.hold = True
     inputs = [[{"role": "user", "content": "slow"}]]
-    llm = openai_llm(url, tmp_path, max_wait=0.05, poll_interval=0.01)
-    with loaded(llm), pytest.raises(TimeoutError, match="run again to collect it"):
-        llm.generate(inputs)
+    llm = openai_llm(url, tmp_path, max_wait=3600, poll_interval=60)
+    clock = ManualClock()  # an hour of polling every minute, in virtual time
+    with loaded(llm):
+        llm.load_with(clock=clock)
+        with pytest.raises(TimeoutError, match="run again to collect it"):
+            llm.generate(inputs)
+    assert clock.sleeps == [60] * 60
+    assert clock.now == 3600
     fake.hold = False
     with loaded(openai_llm(url, tmp_path)) as again:
         (output,) = again.generate(inputs)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from http_servers import serve
-from models.fake_providers import FAST, FakeProviders, free_port, loaded
+from models.fake_providers import FAST, FakeProviders, free_port, loaded, loaded_with_hangs
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.http import ManualClock
@@ -271,12 +271,12 @@ def test_transient_failures_are_retried(
 
 
 def test_hung_request_times_out(fake: FakeProviders, url: str) -> None:
-    with loaded(vision(url, timeout=0.3, max_retries=1)) as task:
+    with loaded_with_hangs(vision(url, timeout=0.3, max_retries=1)) as (task, transport):
         rows = next(task.process([{"instruction": "Wait [[hang]]", "image": b64(image_bytes())}]))
     assert rows[0]["generation"] is None
     error = rows[0][METADATA_COLUMN]["error_vision"]
     assert "RequestError: timeout after 2 attempts" in error
-    assert fake.attempts["Wait [[hang]]"] == 2
+    assert transport.hung == 2
 
 
 def test_malformed_json_body(url: str) -> None:

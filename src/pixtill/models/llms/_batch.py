@@ -224,7 +224,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 self._write_state(state_path, key, ids)  # before anything else can fail
         by_id: dict[str, list[Choice]] = {}
         ended_badly = False
-        deadline = None if self.max_wait is None else time.monotonic() + self.max_wait
+        deadline = None if self.max_wait is None else engine.clock.monotonic() + self.max_wait
         for k, batch_id in enumerate(ids):
             assert batch_id is not None
             status = await self._wait(engine, batch_id, deadline)
@@ -253,13 +253,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             status = await self._poll(engine, batch_id)
             if status.done:
                 return status
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and engine.clock.monotonic() >= deadline:
                 raise TimeoutError(
                     f"{type(self).__name__}: batch {batch_id} is not finished after "
                     f"{self.max_wait} s; it keeps running: run again to collect it"
                 )
             every = self.offline_batch_generation_block_until_done
-            await asyncio.sleep(self.poll_interval if every is None else every)
+            await engine.clock.sleep(self.poll_interval if every is None else every)
 
     # ----------------------------------------------------------------- state files
 
