@@ -28,7 +28,6 @@ query string or credentials, and never payloads.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import random
@@ -36,10 +35,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, Union
 
 from pixtill.errors import ModelUnavailableError
+from pixtill.models._admission import Admission
 from pixtill.models._aiohttp import AiohttpTransport
 from pixtill.models._failfast import FailFast
 from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets
-from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket
+from pixtill.models._ratelimit import AdaptiveLimit
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
     Clock,
@@ -101,20 +101,9 @@ class RequestEngine:
         self._post_headers: dict[str, str] = {"Content-Type": "application/json", **self._headers}
         self.transport: Transport = transport or AiohttpTransport(trust_env=cfg.trust_env)
         self.clock: Clock = clock or SystemClock()
-        self._limit = AdaptiveLimit(
-            minimum=cfg.min_concurrent_requests,
-            maximum=cfg.max_concurrent_requests,
-            decrease=cfg.aimd_decrease,
-            threshold=cfg.aimd_threshold,
-            min_sample=cfg.aimd_min_sample,
-            clock=self.clock.monotonic,
-        )
+        self._admission = Admission(cfg, self.clock)
+        self._limit = self._admission.limit
         now = self.clock.monotonic
-        rpm, tpm = cfg.requests_per_minute, cfg.tokens_per_minute
-        self._rpm = TokenBucket.per_minute(rpm, clock=now) if rpm else None
-        self._tpm = TokenBucket.per_minute(tpm, clock=now) if tpm else None
-        self._paced = self._rpm is not None or self._tpm is not None
-        self._pools: dict[asyncio.AbstractEventLoop, SlotPool] = {}
         self._fail_fast = FailFast(cfg.fail_fast_attempts, cfg.fail_fast_seconds, now)
         self.stats = EngineStats(concurrency_limit=self._limit.value)
 
@@ -221,7 +210,7 @@ class RequestEngine:
     async def close(self) -> None:
         """Close the transport's connections (the engine stays usable) and forget a previous
         "unavailable" verdict."""
-        self._pools.clear()
+        self._admission.clear()
         self._fail_fast.reset()
         await self.transport.aclose()
 
@@ -232,48 +221,6 @@ class RequestEngine:
         await self.close()
 
     # ----------------------------------------------------------------- internals
-
-    def _pool(self) -> SlotPool:
-        """The window's wait queue on the running loop (futures belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            for old in [lp for lp in self._pools if lp.is_closed()]:
-                del self._pools[old]
-            pool = self._pools[loop] = SlotPool(self._limit)
-        return pool
-
-    async def _pace(self, tokens: int) -> None:
-        rpm, tpm = self._rpm, self._tpm
-        delay = rpm.reserve(1.0) if rpm is not None else 0.0
-        if tpm is not None and tokens > 0:
-            delay = max(delay, tpm.reserve(float(tokens)))
-        if delay > 0.0:
-            try:
-                await self.clock.sleep(delay)
-            except asyncio.CancelledError:
-                if rpm is not None:
-                    rpm.refund(1.0)
-                if tpm is not None and tokens > 0:
-                    tpm.refund(float(tokens))
-                raise
-
-    async def _admit(self, pool: SlotPool, retry: bool) -> None:
-        """Take a slot, honouring a ``Retry-After`` pause of new starts. A retry queues ahead
-        of first attempts, so a row that waited out a backoff does not then wait behind every
-        row queued since (which would hold back a streaming pipeline's output order)."""
-        limit, clock = self._limit, self.clock
-        while True:
-            wait = limit.paused_for()
-            if wait > 0.0:
-                await clock.sleep(wait)
-                continue
-            if not pool.try_acquire():
-                await pool.acquire(first=retry)
-            if limit.paused_for() > 0.0:  # the pause began while we queued
-                pool.release()
-                continue
-            return
 
     async def _post(
         self, url: str, payload: Payload, headers: Mapping[str, str] | None, tokens: int
@@ -303,7 +250,8 @@ class RequestEngine:
         """
         fail_fast = self._fail_fast
         fail_fast.raise_if_unavailable()
-        pool, limit, stats, clock = self._pool(), self._limit, self.stats, self.clock
+        admission = self._admission
+        pool, limit, stats, clock = admission.pool(), self._limit, self.stats, self.clock
         cfg = self.config
         max_attempts = cfg.max_retries + 1
         data: bytes | None = None
@@ -311,9 +259,8 @@ class RequestEngine:
         limited_in = -1  # the epoch in which this request's 429s were last counted
         while True:
             attempt += 1
-            if self._paced:
-                await self._pace(tokens)
-            await self._admit(pool, attempt > 1)
+            await admission.pace(tokens)
+            await admission.admit(pool, attempt > 1)
             epoch = limit.epoch
             stats.in_flight += 1
             if model_request:
