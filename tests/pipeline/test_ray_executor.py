@@ -200,3 +200,46 @@ def test_the_cache_is_shared_across_ranks_and_run_sizes(cluster: str, tmp_path: 
     local = _echo_pipeline(tmp_path, rows).run(output_dir=tmp_path / "local", show_progress=False)
     assert len(_requests(log)) == rows
     assert local["echo"]["generation"] == [f"echo r{i}" for i in range(rows)]
+
+
+def _files_pipeline(root: Path, data_files: str) -> Pipeline:
+    from pixtill.steps import LoadDataFromFileSystem
+
+    with Pipeline(name="from-files", cache_dir=root / "cache") as pipeline:
+        load = LoadDataFromFileSystem(data_files=data_files, batch_size=4, cache_dir=root / "hf")
+        load >> TextGeneration(name="t", llm=DescribingLLM())
+    return pipeline
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_data_files_split_over_ranks_give_the_local_rows(
+    cluster: str, tmp_path: Path, kind: str
+) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, (start, end) in enumerate([(0, 9), (9, 10), (10, 25)]):
+        rows = [{"instruction": f"row {i}", "n": i} for i in range(start, end)]
+        if kind == "parquet":
+            pq.write_table(pa.Table.from_pylist(rows), data / f"p{k}.parquet", row_group_size=4)
+        else:
+            (data / f"p{k}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pattern = str(data / f"*.{kind}")
+    local = _files_pipeline(tmp_path / "local", pattern).run(
+        output_dir=tmp_path / "local" / "out", show_progress=False, use_cache=False
+    )
+    on_ray = _files_pipeline(tmp_path / "ray", pattern).run(
+        executor=RayExecutor(num_workers=2),
+        output_dir=tmp_path / "ray" / "out",
+        show_progress=False,
+        use_cache=False,
+    )
+    assert _table(on_ray, "t") == _table(local, "t")
+    assert local["t"]["n"] == list(range(25))
+    # The ranks prepared nothing: each read its own files or row groups.
+    assert list((tmp_path / "local" / "hf").rglob("*.arrow"))
+    assert not list((tmp_path / "ray" / "hf").rglob("*.arrow"))

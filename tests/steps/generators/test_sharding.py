@@ -90,3 +90,29 @@ def test_an_images_folder_partitions(tmp_path: Path, world_size: int) -> None:
         assert [by_number[n] for n in range(9)] == expected
     finally:
         step.unload()
+
+
+def test_an_images_folder_rank_reads_only_its_sidecars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixtill.steps.generators import images_folder
+
+    for i in range(6):
+        Image.new("RGB", (2, 2), (i, 0, 0)).save(tmp_path / f"{i}.png")
+        (tmp_path / f"{i}.txt").write_text(f"caption {i}")
+    reads: list[str] = []
+    real = images_folder.read_bytes
+
+    def recording(path: Path) -> bytes:
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(images_folder, "read_bytes", recording)
+    step = LoadImagesFromFolder(folder=str(tmp_path), batch_size=2)
+    step.load()
+    try:
+        texts = [row["text"] for _, rows, _ in step.process_shard(1, 3) for row in rows]
+    finally:
+        step.unload()
+    assert texts == ["caption 2", "caption 3"]
+    assert sorted(reads) == ["2.txt", "3.txt"]  # no other rank's sidecar was read
