@@ -227,3 +227,22 @@ def test_the_grid_layout_shows_cards(chrome: Any, server: ViewerServer) -> None:
     )
     assert hostile == HOSTILE and chrome.execute_script("return window.__pwned") is None
     layout.select_by_value("table")
+
+
+def test_hostile_leaf_and_column_names_are_text(chrome: Any, tmp_path: Path) -> None:
+    import datasets
+
+    hostile = '<img src=x onerror="window.__pwned=3">'
+    rows = datasets.Dataset.from_dict({f"{hostile}col": ["a"], "n": [1]})
+    Distiset({f"{hostile}leaf": rows}).save_to_disk(tmp_path / "d")
+    data = ViewerData.open(tmp_path / "d")
+    data.title = f"{hostile}title"
+    with ViewerServer(data) as running:
+        open_page(chrome, running.url)
+        texts = chrome.execute_script(
+            "return [document.getElementById('title').textContent,"
+            " document.querySelector('#tabs .tab').textContent,"
+            " document.querySelectorAll('#rows th')[1].textContent,"
+            " document.querySelectorAll('img').length, window.__pwned === undefined]"
+        )
+    assert texts == [f"{hostile}title", f"{hostile}leaf (1)", f"{hostile}col", 1, True]
