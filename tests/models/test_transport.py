@@ -548,3 +548,39 @@ def test_a_failed_image_fetch_fails_its_request_only() -> None:
         assert await engine.post_json(f"{BASE}/echo", {}) == {}  # the model is not "dead"
 
     run(main())
+
+
+def test_credentials_go_only_to_the_models_own_origins() -> None:
+    """A generated image's CDN URL, or an image URL a row holds, never receives the API key;
+    the model's own host (declared, or POSTed to) does, e.g. for batch result files."""
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, b"{}", {}, "application/json")
+
+    transport = MockTransport(handler)
+    engine = RequestEngine(
+        fast_config(),
+        headers={"Authorization": f"Bearer {SECRET}"},
+        transport=transport,
+        clock=ManualClock(),
+        origins=[f"{BASE}/v1"],
+    )
+
+    async def scenario() -> None:
+        await engine.get_bytes(f"{BASE}:80/v1/files/1/content")
+        await engine.get_bytes("http://cdn.example.test/image.png")
+        await engine.get_bytes("HTTP://MODEL.TEST.evil.test/x")
+        await engine.post_json("http://other.test:8080/v1/chat", {"a": 1})
+        await engine.get_bytes("http://other.test:8080/v1/files/2")
+        await engine.get_bytes("http://other.test:8081/v1/files/2")
+
+    asyncio.run(scenario())
+    sent = [(r.method, r.url, r.headers.get("Authorization")) for r in transport.requests]
+    assert sent == [
+        ("GET", f"{BASE}:80/v1/files/1/content", f"Bearer {SECRET}"),
+        ("GET", "http://cdn.example.test/image.png", None),
+        ("GET", "HTTP://MODEL.TEST.evil.test/x", None),
+        ("POST", "http://other.test:8080/v1/chat", f"Bearer {SECRET}"),
+        ("GET", "http://other.test:8080/v1/files/2", f"Bearer {SECRET}"),
+        ("GET", "http://other.test:8081/v1/files/2", None),
+    ]

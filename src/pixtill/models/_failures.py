@@ -140,6 +140,20 @@ def excerpt(raw: bytes | bytearray | str) -> str:
     return text if len(text) <= _ERROR_BODY_CHARS else text[:_ERROR_BODY_CHARS] + "..."
 
 
+def url_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (RFC 6454's origin; default ports made explicit),
+    lower-cased; ``""`` for a URL that does not parse."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
 def safe_url(url: str) -> str:
     """URL without userinfo, query string or fragment (they may carry API keys)."""
     try:

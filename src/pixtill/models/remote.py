@@ -225,7 +225,11 @@ class RemoteModel(BaseModel):
         else:
             headers.update(auth)
         engine = RequestEngine(
-            self._engine_config(), headers=headers, transport=transport, clock=clock
+            self._engine_config(),
+            headers=headers,
+            transport=transport,
+            clock=clock,
+            origins=[self.base_url] if self.base_url else (),
         )
         return RemoteRuntime(engine, tuple(_secret_parts(auth.values())), post_auth)
 

@@ -31,14 +31,14 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NoReturn, Union
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models._admission import Admission
 from pixtill.models._aiohttp import AiohttpTransport
 from pixtill.models._failfast import FailFast
-from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets
+from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets, url_origin
 from pixtill.models._ratelimit import AdaptiveLimit
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
@@ -94,10 +94,14 @@ class RequestEngine:
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
+        origins: Iterable[str] = (),
     ) -> None:
         cfg = config if config is not None else EngineConfig()
         self.config = cfg
         self._headers: dict[str, str] = dict(headers or {})
+        # A GET to a URL a model returned or a row holds (another host) must not carry the
+        # model's credentials: headers go only to the model's own origins.
+        self._origins: set[str] = {url_origin(o) for o in origins if o}
         self._post_headers: dict[str, str] = {"Content-Type": "application/json", **self._headers}
         self.transport: Transport = transport or AiohttpTransport(trust_env=cfg.trust_env)
         self.clock: Clock = clock or SystemClock()
@@ -182,6 +186,7 @@ class RequestEngine:
         :meth:`get_bytes`, in that slot). Same window, retries, fail-fast and size cap as
         :meth:`post_json` (the body is resent unchanged on a retry)."""
         hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
+        self._origins.add(url_origin(url))
         cfg = self.config
         _, data, media = await self._send(
             "POST", url, body, hdrs, cfg.timeout, cfg.max_response_bytes, 0, True
@@ -203,7 +208,8 @@ class RequestEngine:
         cap = self.config.max_response_bytes if max_bytes is None else max_bytes
         if _BUILDING_IN.get() is self:
             return await self._fetch_in_slot(url, tmo, cap)
-        body = (await self._send("GET", url, None, self._headers, tmo, cap, 0, False))[1]
+        headers = self._get_headers(url)
+        body = (await self._send("GET", url, None, headers, tmo, cap, 0, False))[1]
         self.stats.done += 1
         return body
 
@@ -222,9 +228,13 @@ class RequestEngine:
 
     # ----------------------------------------------------------------- internals
 
+    def _get_headers(self, url: str) -> Mapping[str, str]:
+        return self._headers if url_origin(url) in self._origins else {}
+
     async def _post(
         self, url: str, payload: Payload, headers: Mapping[str, str] | None, tokens: int
     ) -> tuple[int, bytes, str]:
+        self._origins.add(url_origin(url))
         hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
         cfg = self.config
         return await self._send(
@@ -349,7 +359,7 @@ class RequestEngine:
             attempt += 1
             try:
                 resp = await self.transport.send(
-                    HttpRequest("GET", url, self._headers, None, timeout, max_bytes)
+                    HttpRequest("GET", url, self._get_headers(url), None, timeout, max_bytes)
                 )
             except TransportError as exc:
                 failure = Failure.of_transport(exc)
