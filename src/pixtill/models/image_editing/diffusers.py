@@ -15,17 +15,17 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from pixtill.models.image_editing.base import EditInput, ImageEditingModel
-from pixtill.models.image_generation.base import ImageGenerationOutput, failed_image_outputs
-from pixtill.models.image_generation.diffusers import _dtype_keyword, _Runtime
-from pixtill.models.image_generation.utils import image_to_str
-from pixtill.models.llms.transformers import (
-    free_accelerator_memory,
-    import_module,
-    import_torch,
-    resolve_device,
-    resolve_dtype,
+from pixtill.models.diffusers_runtime import (
+    DiffusersRuntime,
+    call_options,
+    generate_each,
+    load_pipeline,
+    png_outputs,
+    release,
 )
+from pixtill.models.image_editing.base import EditInput, ImageEditingModel
+from pixtill.models.image_model import ImageGenerationOutput
+from pixtill.models.llms.transformers import import_module, import_torch
 
 __all__ = ["DiffusersImageEditing"]
 
@@ -40,13 +40,14 @@ _RESERVED = (
 )
 
 
-class _EditRuntime(_Runtime):
+class _EditRuntime(DiffusersRuntime):
     def __init__(self) -> None:
         super().__init__()
         self.inpainting: Any = None  # built from `pipeline` on the first masked edit
 
-    def __reduce__(self) -> tuple[type[_EditRuntime], tuple[()]]:
-        return (_EditRuntime, ())
+    def clear(self) -> None:
+        super().clear()
+        self.inpainting = None
 
 
 class DiffusersImageEditing(ImageEditingModel):
@@ -87,50 +88,35 @@ class DiffusersImageEditing(ImageEditingModel):
         runtime = self._runtime
         with runtime.lock:
             if runtime.pipeline is None:
-                import_torch()
-                diffusers = import_module("diffusers", "DiffusersImageEditing")
-                device = resolve_device(self.device)
-                options: dict[str, Any] = {
-                    _dtype_keyword(): resolve_dtype(self.torch_dtype, device)
-                }
-                if self.revision is not None:
-                    options["revision"] = self.revision
-                if self.variant is not None:
-                    options["variant"] = self.variant
-                pipeline = diffusers.AutoPipelineForImage2Image.from_pretrained(
-                    self.model, **options
+                load_pipeline(
+                    runtime,
+                    lambda diffusers, options: diffusers.AutoPipelineForImage2Image.from_pretrained(
+                        self.model, **options
+                    ),
+                    owner="DiffusersImageEditing",
+                    device=self.device,
+                    torch_dtype=self.torch_dtype,
+                    revision=self.revision,
+                    variant=self.variant,
+                    show_progress=self.show_progress,
                 )
-                pipeline.to(device)
-                pipeline.set_progress_bar_config(disable=not self.show_progress)
-                runtime.pipeline, runtime.device = pipeline, device
         super().load()
 
     def unload(self) -> None:
-        runtime = self._runtime
-        with runtime.lock:
-            device = runtime.device
-            runtime.pipeline = runtime.inpainting = runtime.device = None
-        if device is not None:
-            free_accelerator_memory(device)
+        release(self._runtime)
         super().unload()
 
     def generate(
         self, inputs: list[EditInput], num_generations: int = 1, **kwargs: Any
     ) -> list[list[ImageGenerationOutput]]:
-        if num_generations < 1:
-            raise ValueError(f"num_generations must be at least 1, got {num_generations}")
-        runtime = self._runtime
-        if runtime.pipeline is None:
-            self.load()
         params = {**self.generation_kwargs, **kwargs}
-        results: list[list[ImageGenerationOutput]] = []
-        with runtime.lock:
-            for edit in inputs:
-                try:
-                    results.append(self._edit(runtime, edit, num_generations, params))
-                except Exception as exc:
-                    results.append(failed_image_outputs(exc, num_generations))
-        return results
+        return generate_each(
+            self._runtime,
+            self.load,
+            inputs,
+            num_generations,
+            lambda runtime, edit: self._edit(runtime, edit, num_generations, params),
+        )
 
     def _pipeline_for(self, runtime: _EditRuntime, masked: bool) -> Any:
         if not masked:
@@ -155,10 +141,7 @@ class DiffusersImageEditing(ImageEditingModel):
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("the prompt is empty")
         image = edit["image"].to_model_image()  # EXIF orientation, 16-bit, alpha: as every model
-        call = {k: v for k, v in params.items() if k not in _RESERVED and v is not None}
-        seed = call.pop("seed", None)
-        if seed is not None:
-            call["generator"] = torch.Generator("cpu").manual_seed(int(seed))
+        call = call_options(params, _RESERVED)
         mask_ref = edit.get("mask")
         if mask_ref is not None:
             # diffusers repaints white mask pixels; OpenAI's convention (kept here) marks the
@@ -179,10 +162,7 @@ class DiffusersImageEditing(ImageEditingModel):
             result = pipeline(
                 prompt=[prompt] * count, image=[image] * count, output_type="pil", **call
             )
-        images = list(result.images)
-        if len(images) != num_generations:
-            raise RuntimeError(f"the pipeline returned {len(images)} images, not {num_generations}")
-        return [{"images": [image_to_str(out, "PNG")]} for out in images]
+        return png_outputs(list(result.images), num_generations)
 
 
 def _mask_for_diffusers(mask: Any) -> Any:

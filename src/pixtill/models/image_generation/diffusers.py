@@ -11,47 +11,24 @@ torch and diffusers are imported only when a model is loaded: ``pip install torc
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from pixtill.models.image_generation.base import (
-    ImageGenerationModel,
-    ImageGenerationOutput,
-    failed_image_outputs,
+from pixtill.models.diffusers_runtime import (
+    DiffusersRuntime,
+    call_options,
+    generate_each,
+    load_pipeline,
+    png_outputs,
+    release,
 )
-from pixtill.models.image_generation.utils import image_to_str
-from pixtill.models.llms.transformers import (
-    free_accelerator_memory,
-    import_module,
-    import_torch,
-    resolve_device,
-    resolve_dtype,
-)
+from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
+from pixtill.models.llms.transformers import import_torch
 
 __all__ = ["DiffusersImageGeneration"]
 
 _RESERVED = ("prompt", "num_images_per_prompt", "generator", "output_type", "return_dict")
-
-
-def _dtype_keyword() -> str:
-    """``dtype`` for diffusers releases that renamed ``torch_dtype`` (and warn on the old name)."""
-    deprecation_utils = import_module("diffusers.utils.deprecation_utils")
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-
-
-class _Runtime:
-    """What `load` acquires; a copy starts empty (a replica loads its own weights)."""
-
-    def __init__(self) -> None:
-        self.pipeline: Any = None
-        self.device: str | None = None
-        self.lock = threading.Lock()
-
-    def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
-        # Copies and pickles (a replica, a worker process) start unloaded.
-        return (_Runtime, ())
 
 
 class DiffusersImageGeneration(ImageGenerationModel):
@@ -79,7 +56,7 @@ class DiffusersImageGeneration(ImageGenerationModel):
     )
     show_progress: bool = Field(default=False, description="Show diffusers' per-step bars.")
 
-    _runtime: _Runtime = PrivateAttr(default_factory=_Runtime)
+    _runtime: DiffusersRuntime = PrivateAttr(default_factory=DiffusersRuntime)
 
     @property
     def model_name(self) -> str:
@@ -98,56 +75,45 @@ class DiffusersImageGeneration(ImageGenerationModel):
                 self._load(runtime)
         super().load()
 
-    def _load(self, runtime: _Runtime) -> None:
-        import_torch()
-        diffusers = import_module("diffusers", "DiffusersImageGeneration")
-        device = resolve_device(self.device)
-        options: dict[str, Any] = {_dtype_keyword(): resolve_dtype(self.torch_dtype, device)}
-        if self.revision is not None:
-            options["revision"] = self.revision
-        if self.variant is not None:
-            options["variant"] = self.variant
-        if self.trust_remote_code:
-            options["trust_remote_code"] = True
-        try:
-            pipeline = diffusers.AutoPipelineForText2Image.from_pretrained(self.model, **options)
-        except (ValueError, KeyError, AttributeError):
-            # A pipeline class the auto mapping does not list (community or custom pipelines).
-            pipeline = diffusers.DiffusionPipeline.from_pretrained(self.model, **options)
-        pipeline.to(device)
-        pipeline.set_progress_bar_config(disable=not self.show_progress)
-        runtime.pipeline, runtime.device = pipeline, device
+    def _load(self, runtime: DiffusersRuntime) -> None:
+        def from_pretrained(diffusers: Any, options: dict[str, Any]) -> Any:
+            try:
+                return diffusers.AutoPipelineForText2Image.from_pretrained(self.model, **options)
+            except (ValueError, KeyError, AttributeError):
+                # A pipeline class the auto mapping does not list (community or custom pipelines).
+                return diffusers.DiffusionPipeline.from_pretrained(self.model, **options)
+
+        load_pipeline(
+            runtime,
+            from_pretrained,
+            owner="DiffusersImageGeneration",
+            device=self.device,
+            torch_dtype=self.torch_dtype,
+            revision=self.revision,
+            variant=self.variant,
+            show_progress=self.show_progress,
+            extra_options={"trust_remote_code": True} if self.trust_remote_code else None,
+        )
 
     def unload(self) -> None:
-        runtime = self._runtime
-        with runtime.lock:
-            device = runtime.device
-            runtime.pipeline = runtime.device = None
-        if device is not None:
-            free_accelerator_memory(device)
+        release(self._runtime)
         super().unload()
 
     # -- generation ------------------------------------------------------------------------
     def generate(
         self, inputs: list[str], num_generations: int = 1, **kwargs: Any
     ) -> list[list[ImageGenerationOutput]]:
-        if num_generations < 1:
-            raise ValueError(f"num_generations must be at least 1, got {num_generations}")
-        runtime = self._runtime
-        if runtime.pipeline is None:
-            self.load()
         params = {**self.generation_kwargs, **kwargs}
-        results: list[list[ImageGenerationOutput]] = []
-        with runtime.lock:
-            for prompt in inputs:
-                try:
-                    results.append(self._paint(runtime, prompt, num_generations, params))
-                except Exception as exc:
-                    results.append(failed_image_outputs(exc, num_generations))
-        return results
+        return generate_each(
+            self._runtime,
+            self.load,
+            inputs,
+            num_generations,
+            lambda runtime, prompt: self._paint(runtime, prompt, num_generations, params),
+        )
 
     def _paint(
-        self, runtime: _Runtime, prompt: str, num_generations: int, params: dict[str, Any]
+        self, runtime: DiffusersRuntime, prompt: str, num_generations: int, params: dict[str, Any]
     ) -> list[ImageGenerationOutput]:
         torch = import_torch()
         pipeline, device = runtime.pipeline, runtime.device
@@ -155,16 +121,9 @@ class DiffusersImageGeneration(ImageGenerationModel):
             raise RuntimeError("DiffusersImageGeneration was unloaded")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("the prompt is empty")
-        call = {k: v for k, v in params.items() if k not in _RESERVED and v is not None}
-        seed = call.pop("seed", None)
-        if seed is not None:
-            # A CPU generator works for every device and gives the same noise everywhere.
-            call["generator"] = torch.Generator("cpu").manual_seed(int(seed))
+        call = call_options(params, _RESERVED)
         with torch.inference_mode():
             result = pipeline(
                 prompt=prompt, num_images_per_prompt=num_generations, output_type="pil", **call
             )
-        images = list(result.images)
-        if len(images) != num_generations:
-            raise RuntimeError(f"the pipeline returned {len(images)} images, not {num_generations}")
-        return [{"images": [image_to_str(image, "PNG")]} for image in images]
+        return png_outputs(list(result.images), num_generations)
