@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from pixtill.errors import ModelUnavailableError, RowError
+from pixtill.errors import RowError
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageRef, ImageType, coerce_image
 from pixtill.models.image_editing.base import (
     AsyncImageEditingModel,
     EditInput,
     ImageEditingModel,
 )
-from pixtill.models.image_generation.base import failed_image_outputs
-from pixtill.models.image_generation.utils import image_from_str, image_to_str
-from pixtill.paths import cache_dir, write_atomically
-from pixtill.steps.tasks.base import GenerationResult, _Task, results_from_image_outputs
+from pixtill.steps.tasks.base import GenerationResult, _Task
+from pixtill.steps.tasks.image_outputs import (
+    agenerate_image_results,
+    first_image,
+    generate_image_results,
+    save_image_artifact,
+)
 from pixtill.steps.tasks.references import replace_images
 from pixtill.steps.typing import StepColumns
 
@@ -114,46 +116,24 @@ class ImageEditing(_Task):
     def format_output(
         self, output: dict[str, Any] | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        images = (output or {}).get("images") or [None]
-        image: str | None = images[0]
-        if image is not None and self.image_format is not None:
-            image = image_to_str(image_from_str(image), self.image_format)
+        image = first_image(output, self.image_format)
         columns: dict[str, Any] = {"edited_image": image}
         if self.save_artifacts:
             columns["edited_image_path"] = None if image is None else str(self._save(image))
         return columns
 
     def _save(self, image: str) -> Path:
-        ref = ImageRef.from_value(image, "base64")
-        data = ref.get_bytes()
-        folder = self.artifacts_directory or cache_dir() / "artifacts" / self.name
-        ext = {"JPEG": "jpg"}.get(ref.format, ref.format.lower())
-        path = folder / "images" / f"{hashlib.sha256(data).hexdigest()}.{ext}"
-        if not path.exists():
-            write_atomically(path, data)
-        return path
+        return save_image_artifact(image, self.artifacts_directory, self.name)
 
     # -- calling the model -----------------------------------------------------------------
     async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
         model = self.image_editing_model
         if not isinstance(model, AsyncImageEditingModel):
             return await super().agenerate_results(formatted)
-        try:
-            outputs = await model.agenerate(
-                formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
-            )
-        except ModelUnavailableError as exc:  # the run's problem, not the row's
-            raise exc.located(model=model.model_name, step=self.name) from None
-        except Exception as exc:
-            outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
-        return results_from_image_outputs(outputs)
+        return await agenerate_image_results(model, formatted, self.num_generations, self.name)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        model = self.image_editing_model
-        outputs = model.generate_outputs(
-            inputs=formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
-        )
-        return [results_from_image_outputs(o) for o in outputs]
+        return generate_image_results(self.image_editing_model, formatted, self.num_generations)
 
     def _raw_output_reference(self, output: Any) -> Any:
         return replace_images(output)

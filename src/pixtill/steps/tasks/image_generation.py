@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from pixtill.errors import RowError
-from pixtill.images import ImageRef
-from pixtill.models.image_generation.utils import image_from_str, image_to_str
-from pixtill.paths import cache_dir, write_atomically
 from pixtill.steps.tasks.base import ImageTask
+from pixtill.steps.tasks.image_outputs import first_image, save_image_artifact
 from pixtill.steps.typing import StepColumns
 
 
@@ -55,24 +52,12 @@ class ImageGeneration(ImageTask):
     def format_output(
         self, output: dict[str, Any] | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        images = (output or {}).get("images") or [None]
-        image: str | None = images[0]
-        if image is not None and self.image_format is not None:
-            image = image_to_str(image_from_str(image), self.image_format)
+        image = first_image(output, self.image_format)
         columns: dict[str, Any] = {"image": image}
         if self.save_artifacts:
             columns["image_path"] = None if image is None else str(self.save_image(image))
         return columns
 
     def save_image(self, image: str) -> Path:
-        ref = ImageRef.from_value(image, "base64")
-        data = ref.get_bytes()
-        folder = self.artifacts_directory or cache_dir() / "artifacts" / self.name
-        path = folder / "images" / f"{hashlib.sha256(data).hexdigest()}.{_extension(ref.format)}"
-        if not path.exists():
-            write_atomically(path, data)
-        return path
-
-
-def _extension(image_format: str) -> str:
-    return {"JPEG": "jpg"}.get(image_format.upper(), image_format.lower())
+        """Write a base64 image as a content-named file; returns its path."""
+        return save_image_artifact(image, self.artifacts_directory, self.name)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import model_validator
 
-from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationModel,
-    failed_image_outputs,
 )
 from pixtill.steps.tasks.abstract_task import _Task
+from pixtill.steps.tasks.image_outputs import agenerate_image_results, generate_image_results
 from pixtill.steps.tasks.references import replace_images
-from pixtill.steps.tasks.results import GenerationResult, results_from_image_outputs
+from pixtill.steps.tasks.results import GenerationResult
 
 
 class ImageTask(_Task):
@@ -46,24 +44,10 @@ class ImageTask(_Task):
         model = self.image_generation_model
         if not isinstance(model, AsyncImageGenerationModel):
             return await super().agenerate_results(formatted)
-        try:
-            outputs = await model.agenerate(
-                formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
-            )
-        except ModelUnavailableError as exc:  # the run's problem, not the row's
-            raise exc.located(model=model.model_name, step=self.name) from None
-        except Exception as exc:
-            outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
-            return results_from_image_outputs(outputs)
-        # Decoding checks cost milliseconds per image: off the event loop.
-        return await asyncio.to_thread(results_from_image_outputs, outputs)
+        return await agenerate_image_results(model, formatted, self.num_generations, self.name)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        model = self.image_generation_model
-        outputs = model.generate_outputs(
-            inputs=formatted, num_generations=self.num_generations, **model.get_generation_kwargs()
-        )
-        return [results_from_image_outputs(o) for o in outputs]
+        return generate_image_results(self.image_generation_model, formatted, self.num_generations)
 
     def _raw_output_reference(self, output: Any) -> Any:
         return replace_images(output)

@@ -1,0 +1,77 @@
+"""What the image tasks (text-to-image `ImageGeneration`, `ImageEditing`) share: calling an
+image model for one row or a batch, the image column's value, and content-named artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pixtill.errors import ModelUnavailableError
+from pixtill.images import ImageRef
+from pixtill.models.image_generation.utils import image_from_str, image_to_str
+from pixtill.models.image_model import AsyncImageModel, ImageModel, failed_image_outputs
+from pixtill.paths import cache_dir, write_atomically
+from pixtill.steps.tasks.results import GenerationResult, results_from_image_outputs
+
+__all__ = [
+    "agenerate_image_results",
+    "first_image",
+    "generate_image_results",
+    "save_image_artifact",
+]
+
+
+async def agenerate_image_results(
+    model: AsyncImageModel[Any], formatted: Any, num_generations: int, step: str
+) -> list[GenerationResult]:
+    """One row's ``num_generations`` results from an async image model. A failed request
+    becomes failed results (the row's problem); `ModelUnavailableError` (a dead server: the
+    run's problem) is raised, located at ``step`` and the model."""
+    try:
+        outputs = await model.agenerate(
+            formatted, num_generations=num_generations, **model.get_generation_kwargs()
+        )
+    except ModelUnavailableError as exc:
+        raise exc.located(model=model.model_name, step=step) from None
+    except Exception as exc:
+        return results_from_image_outputs(
+            failed_image_outputs(model.describe_error(exc), num_generations)
+        )
+    # Decoding checks cost milliseconds per image: off the event loop.
+    return await asyncio.to_thread(results_from_image_outputs, outputs)
+
+
+def generate_image_results(
+    model: ImageModel[Any], formatted: list[Any], num_generations: int
+) -> list[list[GenerationResult]]:
+    """A batch's results (one list per input, in order) from an image model."""
+    outputs = model.generate_outputs(
+        inputs=formatted, num_generations=num_generations, **model.get_generation_kwargs()
+    )
+    return [results_from_image_outputs(o) for o in outputs]
+
+
+def first_image(output: dict[str, Any] | None, image_format: str | None) -> str | None:
+    """The output's first image (base64), re-encoded as ``image_format`` when given; None for a
+    failed generation."""
+    images = (output or {}).get("images") or [None]
+    image: str | None = images[0]
+    if image is not None and image_format is not None:
+        image = image_to_str(image_from_str(image), image_format)
+    return image
+
+
+def save_image_artifact(image: str, directory: Path | None, step: str) -> Path:
+    """Write a base64 ``image`` to ``<directory>/images/<sha256>.<ext>`` (``directory``
+    defaults to the pixtill cache's ``artifacts/<step>``) unless it is there already: named
+    by content, two rows can never overwrite each other's image. Returns the path."""
+    ref = ImageRef.from_value(image, "base64")
+    data = ref.get_bytes()
+    folder = directory or cache_dir() / "artifacts" / step
+    ext = {"JPEG": "jpg"}.get(ref.format.upper(), ref.format.lower())
+    path = folder / "images" / f"{hashlib.sha256(data).hexdigest()}.{ext}"
+    if not path.exists():
+        write_atomically(path, data)
+    return path
