@@ -4,7 +4,6 @@ bytes out)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pixtill.images.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES
@@ -12,9 +11,11 @@ from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocati
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
-from pixtill.models.image_generation.huggingface.inference_endpoints import _image_from_json
-from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
-from pixtill.models.remote import InvalidResponseError, merged_params, once
+from pixtill.models.image_generation.huggingface.inference_endpoints import (
+    image_b64_from_response,
+)
+from pixtill.models.image_generation.openai import gather_images
+from pixtill.models.remote import merged_params, once
 from pixtill.models.transport import Payload, RequestEngine
 from pixtill.utils.b64 import encode_b64
 
@@ -107,13 +108,4 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
     ) -> str:
         auth = {**(self._request_auth or {}), **(headers or {})}
         body, content_type = await self._post_bytes(engine, url, payload, headers=auth or None)
-        backend = type(self).__name__
-        if content_type.endswith("json") or body[:1] in (b"{", b"["):
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                raise InvalidResponseError(
-                    backend, f"malformed JSON body ({content_type}, {len(body)} bytes)"
-                ) from None
-            return _image_from_json(decoded, backend)
-        return image_b64_from_bytes(body, backend, f"the response ({content_type})")
+        return image_b64_from_response(body, content_type, type(self).__name__)

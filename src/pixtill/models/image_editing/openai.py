@@ -15,6 +15,7 @@ from pixtill.models.image_generation.openai import (
     OPENAI_BASE_URL,
     gather_images,
     image_b64_from_bytes,
+    openai_auth_headers,
 )
 from pixtill.models.multipart import FilePart, encode_multipart, new_boundary
 from pixtill.models.remote import (
@@ -24,7 +25,6 @@ from pixtill.models.remote import (
     excerpt,
     merged_params,
     once,
-    resolve_secret,
 )
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.utils.fast_json import loads
@@ -67,14 +67,7 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         return True  # answered image URLs live on other hosts: they never get the key
 
     def _auth_headers(self) -> dict[str, str]:
-        key = resolve_secret(self.api_key, "OPENAI_API_KEY")
-        if key is None:
-            if self.base_url.rstrip("/") == OPENAI_BASE_URL:
-                raise ValueError(
-                    "OpenAIImageEditing: no API key: pass api_key= or set OPENAI_API_KEY"
-                )
-            return {}
-        return {"Authorization": f"Bearer {key}"}
+        return openai_auth_headers(self.api_key, self.base_url, type(self).__name__)
 
     async def agenerate(
         self, input: EditInput, num_generations: int = 1, **kwargs: Any

@@ -27,7 +27,13 @@ from pixtill.models.remote import (
 from pixtill.models.transport import RequestEngine
 from pixtill.utils.b64 import encode_b64
 
-__all__ = ["OpenAIImageGeneration", "failed", "gather_images", "image_b64_from_bytes"]
+__all__ = [
+    "OpenAIImageGeneration",
+    "failed",
+    "gather_images",
+    "image_b64_from_bytes",
+    "openai_auth_headers",
+]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RESERVED = ("model", "prompt", "n")
@@ -139,14 +145,7 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         return True  # image URLs live on other hosts: the engine itself carries no key
 
     def _auth_headers(self) -> dict[str, str]:
-        key = resolve_secret(self.api_key, "OPENAI_API_KEY")
-        if key is None:
-            if self.base_url.rstrip("/") == OPENAI_BASE_URL:
-                raise ValueError(
-                    "OpenAIImageGeneration: no API key: pass api_key= or set OPENAI_API_KEY"
-                )
-            return {}
-        return {"Authorization": f"Bearer {key}"}
+        return openai_auth_headers(self.api_key, self.base_url, type(self).__name__)
 
     @property
     def n_per_request(self) -> int:
@@ -224,3 +223,15 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
             engine, url, timeout=self.fetch_timeout, max_bytes=self.max_image_bytes
         )
         return image_b64_from_bytes(data, type(self).__name__, "the image at the returned URL")
+
+
+def openai_auth_headers(api_key: SecretStr | None, base_url: str, backend: str) -> dict[str, str]:
+    """``Authorization: Bearer`` with ``api_key`` (else OPENAI_API_KEY); no header for another
+    server without a key. Raises ValueError naming ``backend`` when OpenAI's own API would be
+    called without a key."""
+    key = resolve_secret(api_key, "OPENAI_API_KEY")
+    if key is None:
+        if base_url.rstrip("/") == OPENAI_BASE_URL:
+            raise ValueError(f"{backend}: no API key: pass api_key= or set OPENAI_API_KEY")
+        return {}
+    return {"Authorization": f"Bearer {key}"}

@@ -20,7 +20,7 @@ from pixtill.models.image_generation.params import check_hf_text_to_image_params
 from pixtill.models.remote import InvalidResponseError, excerpt, merged_params
 from pixtill.models.transport import RequestEngine
 
-__all__ = ["InferenceEndpointsImageGeneration"]
+__all__ = ["InferenceEndpointsImageGeneration", "image_b64_from_response"]
 
 # Keys under which JSON-answering servers put the image.
 _IMAGE_KEYS = ("image", "images", "b64_json", "generated_image", "data", "output")
@@ -100,16 +100,22 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
         headers: dict[str, str] | None,
     ) -> str:
         body, content_type = await self._post_bytes(engine, url, payload, headers=headers)
-        backend = type(self).__name__
-        if content_type.endswith("json") or body[:1] in (b"{", b"["):
-            try:
-                decoded = json.loads(body)
-            except ValueError:
-                raise InvalidResponseError(
-                    backend, f"malformed JSON body ({content_type}, {len(body)} bytes)"
-                ) from None
-            return _image_from_json(decoded, backend)
-        return image_b64_from_bytes(body, backend, f"the response ({content_type})")
+        return image_b64_from_response(body, content_type, type(self).__name__)
+
+
+def image_b64_from_response(body: bytes, content_type: str, backend: str) -> str:
+    """The base64 image of a Hugging Face task API answer: the body's image bytes, or the image
+    inside a JSON body (see `_image_from_json`). Raises `InvalidResponseError` naming
+    ``backend`` for malformed JSON or a body holding no valid image."""
+    if content_type.endswith("json") or body[:1] in (b"{", b"["):
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            raise InvalidResponseError(
+                backend, f"malformed JSON body ({content_type}, {len(body)} bytes)"
+            ) from None
+        return _image_from_json(decoded, backend)
+    return image_b64_from_bytes(body, backend, f"the response ({content_type})")
 
 
 def _image_from_json(value: Any, backend: str) -> str:
