@@ -23,12 +23,9 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +72,9 @@ def serve_forever() -> None:
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_post("/err/{pct}/lat/{ms}/v1/chat/completions", chat)
         app.router.add_get("/inflight", inflight)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
         task = asyncio.create_task(sampler())
-        print(runner.addresses[0][1], flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await engine_bench.serve_until_stdin_closes(app)
         task.cancel()
-        await runner.cleanup()
 
     asyncio.run(main())
 
@@ -147,26 +138,6 @@ def client_main(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-@contextmanager
-def error_server() -> Iterator[int]:
-    server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        yield int(server.stdout.readline())
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
 def _inflight(port: int) -> float:
     import urllib.request
 
@@ -196,7 +167,7 @@ def main() -> None:
         f"{args.error_pct:g} % of requests answered 500 (retried: {RETRIES} retries, "
         f"full-jitter backoff from {BACKOFF_BASE} s)"
     )
-    with error_server() as port:
+    with engine_bench.local_server(__file__) as port:
         pairs = []
         for repeat in range(args.repeats):
             order = ("pixtill", "bare") if repeat % 2 == 0 else ("bare", "pixtill")

@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +44,18 @@ def lazy_rows(n: int, pool: list[str]) -> Iterator[dict[str, Any]]:
         yield {"instruction": f"Describe image {i}.", "image": pool[i % len(pool)]}
 
 
-def run_pipeline(base_url: str, rows: int, concurrency: int, workdir: Path) -> dict[str, float]:
-    import pixtill.distiset  # noqa: F401  (imported before timing: a one-time cost)
+def caption_pipeline(
+    name: str, make_loader: Callable[[], Any], base_url: str, concurrency: int, workdir: Path
+) -> Any:
+    """The benchmarked graph: ``make_loader()``'s rows >> a ``TextGenerationWithImage`` step
+    named ``caption`` (``OpenAILLM`` against ``base_url`` at ``concurrency``), cache in
+    ``workdir/cache``."""
     from pixtill.models.llms import OpenAILLM
     from pixtill.pipeline import Pipeline
-    from pixtill.steps import LoadDataFromIterable
     from pixtill.steps.tasks import TextGenerationWithImage
 
-    pool = engine_bench.make_pool(40_000)
-    with Pipeline(name="bench", cache_dir=workdir / "cache") as pipeline:
-        load = LoadDataFromIterable(data=lazy_rows(rows, pool), batch_size=100)
+    with Pipeline(name=name, cache_dir=workdir / "cache") as pipeline:
+        load = make_loader()
         caption = TextGenerationWithImage(
             name="caption",
             llm=OpenAILLM(
@@ -64,6 +66,21 @@ def run_pipeline(base_url: str, rows: int, concurrency: int, workdir: Path) -> d
             ),
         )
         load >> caption
+    return pipeline
+
+
+def run_pipeline(base_url: str, rows: int, concurrency: int, workdir: Path) -> dict[str, float]:
+    import pixtill.distiset  # noqa: F401  (imported before timing: a one-time cost)
+    from pixtill.steps import LoadDataFromIterable
+
+    pool = engine_bench.make_pool(40_000)
+    pipeline = caption_pipeline(
+        "bench",
+        lambda: LoadDataFromIterable(data=lazy_rows(rows, pool), batch_size=100),
+        base_url,
+        concurrency,
+        workdir,
+    )
     started = time.perf_counter()
     distiset = pipeline.run(
         output_dir=workdir / "out",

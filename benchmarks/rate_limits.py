@@ -30,13 +30,16 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+import request_engine as engine_bench
 
 MODEL = "bench-vlm"
 _ANSWER = json.dumps(
@@ -110,39 +113,19 @@ def serve_forever() -> None:
     async def timeline(request: web.Request) -> web.Response:
         return web.json_response({str(k): v for k, v in sorted(state["buckets"].items())})
 
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_post("/reset", do_reset)
-        app.router.add_get("/timeline", timeline)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        reset({})
-        print(runner.addresses[0][1], flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await runner.cleanup()
-
-    asyncio.run(main())
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/reset", do_reset)
+    app.router.add_get("/timeline", timeline)
+    reset({})
+    asyncio.run(engine_bench.serve_until_stdin_closes(app))
 
 
 @contextmanager
 def local_server() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+    """This script's server (see `serve_forever`) in its own process; yields its base URL."""
+    with engine_bench.local_server(__file__) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _control(base: str, path: str, body: dict[str, Any] | None = None) -> Any:

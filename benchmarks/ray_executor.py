@@ -28,30 +28,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 import request_engine as engine_bench
 
+import pipeline as pipeline_bench
+
 
 def build(base_url: str, rows: int, concurrency: int, workdir: Path) -> Any:
-    from pixtill.models.llms import OpenAILLM
-    from pixtill.pipeline import Pipeline
     from pixtill.steps import LoadDataFromDicts
-    from pixtill.steps.tasks import TextGenerationWithImage
 
     pool = engine_bench.make_pool(40_000)  # rows share these strings: the graph pickles small
     data = [
         {"instruction": f"Describe image {i}.", "image": pool[i % len(pool)]} for i in range(rows)
     ]
-    with Pipeline(name="ray-bench", cache_dir=workdir / "cache") as pipeline:
-        load = LoadDataFromDicts(data=data, batch_size=100)
-        caption = TextGenerationWithImage(
-            name="caption",
-            llm=OpenAILLM(
-                model=engine_bench.MODEL,
-                base_url=base_url,
-                api_key=engine_bench.API_KEY,
-                max_concurrent_requests=concurrency,
-            ),
-        )
-        load >> caption
-    return pipeline
+    return pipeline_bench.caption_pipeline(
+        "ray-bench",
+        lambda: LoadDataFromDicts(data=data, batch_size=100),
+        base_url,
+        concurrency,
+        workdir,
+    )
 
 
 def main() -> None:

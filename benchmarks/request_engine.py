@@ -72,19 +72,23 @@ def serve_forever() -> None:
             await asyncio.sleep(latency)
         return web.Response(body=_ANSWER, content_type="application/json")
 
-    async def main() -> None:
-        app = web.Application(client_max_size=16 * 2**20)
-        app.router.add_post("/lat/{ms}/v1/chat/completions", chat)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        print(runner.addresses[0][1], flush=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)  # parent closes stdin to stop us
-        await runner.cleanup()
+    app = web.Application(client_max_size=16 * 2**20)
+    app.router.add_post("/lat/{ms}/v1/chat/completions", chat)
+    asyncio.run(serve_until_stdin_closes(app))
 
-    asyncio.run(main())
+
+async def serve_until_stdin_closes(app: Any) -> None:
+    """Serve the aiohttp ``app`` on 127.0.0.1 at a free port, print the port (the parent's
+    `local_server` reads it), and stop when stdin closes (the parent's signal to stop)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
 
 
 # --------------------------------------------------------------------- client processes
@@ -251,10 +255,11 @@ def run_client_process(client: str, command: list[str]) -> dict[str, float]:
 
 
 @contextmanager
-def local_server() -> Iterator[int]:
-    """The benchmark server in its own process on 127.0.0.1; yields its port, stops it after."""
+def local_server(script: str = __file__) -> Iterator[int]:
+    """The benchmark server of ``script`` (run as ``script --serve``, which prints its port) in
+    its own process on 127.0.0.1; yields its port, stops it after by closing its stdin."""
     server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve"],
+        [sys.executable, os.path.abspath(script), "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
