@@ -92,21 +92,9 @@ def run_bare_with_retries(base_url: str, rows: list[dict[str, Any]], concurrency
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
             async def one(row: dict[str, Any]) -> str:
-                payload = {
-                    "model": engine_bench.MODEL,
-                    "messages": [
-                        {
-                            "role": "user",
-                            "content": [
-                                {"type": "text", "text": row["instruction"]},
-                                {
-                                    "type": "image_url",
-                                    "image_url": {"url": engine_bench._data_url(row["image"])},
-                                },
-                            ],
-                        }
-                    ],
-                }
+                payload = engine_bench.chat_payload(
+                    row["instruction"], engine_bench._data_url(row["image"])
+                )
                 for attempt in range(RETRIES + 1):
                     async with semaphore, session.post(url, json=payload, headers=headers) as r:
                         if r.status < 500:

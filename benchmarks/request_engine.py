@@ -155,6 +155,22 @@ def _data_url(image: Any) -> str:
     return f"data:image/png;base64,{b64}"
 
 
+def chat_payload(instruction: str, image_url: str) -> dict[str, Any]:
+    """The bare clients' chat-completions request: one user turn, text then image."""
+    return {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": instruction},
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                ],
+            }
+        ],
+    }
+
+
 def run_bare(base_url: str, rows: list[dict[str, Any]], concurrency: int) -> float:
     import aiohttp
 
@@ -171,21 +187,7 @@ def run_bare(base_url: str, rows: list[dict[str, Any]], concurrency: int) -> flo
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
             async def one(row: dict[str, Any]) -> str:
-                payload = {
-                    "model": MODEL,
-                    "messages": [
-                        {
-                            "role": "user",
-                            "content": [
-                                {"type": "text", "text": row["instruction"]},
-                                {
-                                    "type": "image_url",
-                                    "image_url": {"url": data_urls[id(row["image"])]},
-                                },
-                            ],
-                        }
-                    ],
-                }
+                payload = chat_payload(row["instruction"], data_urls[id(row["image"])])
                 async with (
                     semaphore,
                     session.post(url, json=payload, headers=headers) as resp,
