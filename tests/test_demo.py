@@ -58,6 +58,10 @@ def test_the_demo_runs_end_to_end(
     assert str(output / "dataset") in printed
     assert "Distiset.load_from_disk" in printed and "datasets.load_from_disk" in printed
     assert "rows:            3" in printed
+    assert f"pixtill view {output / 'dataset'}" in printed
+    leaves_line = next(line for line in printed.splitlines() if "a folder per leaf" in line)
+    assert "quality_kept" in leaves_line and "quality_dropped" in leaves_line
+    assert not (output / ".pipeline" / "data").exists()  # the dataset is written once
 
     # The quality branch: real OCR of the drawn documents, the judge, dedup and three gates.
     kept = datasets.load_from_disk(str(output / "dataset" / demo_quality.KEPT_LEAF))
@@ -174,3 +178,18 @@ def test_the_offline_judge_answers_in_the_schema_and_refuses_free_text() -> None
     assert ask(sharp)["contrast"] > ask(faint)["contrast"] == 1
     with pytest.raises(StructuredOutputNotSupportedError):
         judge.generate([[{"role": "user", "content": "hi"}]])
+
+
+def test_the_demo_without_progress_prints_no_bars(
+    tiny_models: TinyModels,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PIXTILL_CACHE_DIR", str(tiny_models.cache))
+    output = tmp_path / "out"
+    assert demo.run(parse("--output", str(output), "--rows", "2", "--no-progress")) == 0
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "━━━" not in printed and "rows in" not in printed
+    assert "pixtill demo: done" in printed

@@ -159,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
             if args.vlm is None and args.image_model is None:
                 stack.enter_context(torch_threads(1))
             distiset = pipeline.run(
-                use_cache=False, output_dir=work_dir / "data", observer=observer
+                use_cache=False,
+                output_dir=dataset_dir,
+                observer=observer,
+                show_progress=not args.no_progress,
             )
 
     # The main leaf first (leaves come in the order they finished): viewers open it first.
@@ -176,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         columns=list(dataset.column_names),
         images_dir=images_dir,
         dataset_dir=dataset_dir,
+        leaves=list(distiset),
         parquet_file=parquet_files[LEAF],
         vlm_model=vlm_model,
         image_model=image_model,

@@ -91,6 +91,23 @@ def test_a_hub_id_loads_every_config_through_datasets(monkeypatch: pytest.Monkey
     assert viewer_source._HUB_ID.match("me/captions")
 
 
+def test_a_mistyped_local_path_never_goes_to_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    def no_hub(repo: str) -> list[str]:
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(datasets, "get_dataset_config_names", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pixtill-output").mkdir()
+    with pytest.raises(SourceError, match="no such file or folder"):
+        ViewerData.open("pixtill-output/typo")  # its folder exists here: a local path
+    with pytest.raises(SourceError, match=r"no such local file.*ConnectionError: Name or service"):
+        ViewerData.open("nobody/nothing")
+
+
 def test_a_page_holds_images_as_urls_text_as_text_and_the_metadata_summarised(
     saved: Path,
 ) -> None:

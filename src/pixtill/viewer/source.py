@@ -217,8 +217,15 @@ def open_source(spec: str | Path) -> list[Leaf]:
             raise SourceError(
                 f"{path}: no dataset here (no Parquet files, and not a save_to_disk folder)"
             )
-    elif _HUB_ID.match(str(spec)) and "/" in str(spec):
-        leaves = _hub_leaves(str(spec))
+    elif _HUB_ID.match(str(spec)) and "/" in str(spec) and not path.parent.is_dir():
+        # "owner/name" with no local folder "owner": a Hub id, unless the Hub says otherwise.
+        try:
+            leaves = _hub_leaves(str(spec))
+        except Exception as exc:
+            raise SourceError(
+                f"{spec}: no such local file or folder, and the Hub could not open it as a"
+                f" dataset id ({type(exc).__name__}: {exc})"
+            ) from exc
     else:
         raise SourceError(f"{spec}: no such file or folder, and not a Hub dataset id")
     return leaves
