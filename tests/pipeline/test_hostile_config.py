@@ -86,7 +86,8 @@ def test_many_values_are_refused(tmp_path: Path) -> None:
 def test_ordinary_anchors_still_load(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(
-        "rows: &rows [{instruction: a}, {instruction: b}]\n"
+        # Top-level keys other than pixtill's are refused, except ``x-`` ones that hold anchors.
+        "x-rows: &rows [{instruction: a}, {instruction: b}]\n"
         + HEADER
         + "  steps:\n    - name: load\n      type: pixtill.steps.LoadDataFromDicts\n"
         + "      params: {data: *rows}\n  connections: []\n"

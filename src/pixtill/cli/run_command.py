@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pixtill.cli.pipeline_options import add_config_argument, load_config, parse_params
 from pixtill.cli.registry import EXIT_FAILED, EXIT_OK
+from pixtill.paths import child_path
 from pixtill.pipeline.executors import Executor, LocalExecutor
 from pixtill.run_report import FailureSummary
 
@@ -75,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
 
     pipeline = load_config(args.config, args.allow)
     parameters = parse_params(pipeline, args.param)
-    output = Path(args.output) if args.output else Path("pixtill-output") / pipeline.name
+    output = Path(args.output) if args.output else child_path(Path("pixtill-output"), pipeline.name)
     output = output.absolute()
     progress = RichProgress(pipeline=pipeline, dataset_path=output, bars=not args.no_progress)
     with progress:

@@ -26,7 +26,10 @@ rows inline (``LoadDataFromDicts(data=...)``) writes them: fine for small data, 
 binary dataset belongs in a file a loader reads (images folder, Hub dataset).
 
 Reading: only ``yaml.safe_load`` / ``json.loads`` within limits (`pixtill.pipeline.safe_yaml`:
-size, nesting depth, values once aliases are expanded); nothing is evaluated. A ``type`` is imported
+size, nesting depth, values once aliases are expanded; a key given twice in one mapping is
+refused); nothing is evaluated. Unknown keys are refused at every level (at the top, a key
+starting with ``x-`` may hold YAML anchors the pipeline refers to), and ``pipeline.name``
+must be safe as a folder name (`pixtill.paths.check_name`). A ``type`` is imported
 only when its dotted path starts with ``pixtill.`` (and the class really lives in pixtill) or is
 listed, exactly, in ``allow``; the check happens before anything is imported. A resolved class
 must be a pydantic model (or, for nested values, a dataclass). ``{type, params}`` objects are
@@ -44,6 +47,7 @@ from typing import Any
 import yaml
 
 from pixtill.errors import StepConfigError
+from pixtill.paths import UnsafeNameError, check_name
 from pixtill.pipeline.config_types import (
     PipelineConfigError,
     UntrustedTypeError,
@@ -53,7 +57,13 @@ from pixtill.pipeline.config_types import (
 )
 from pixtill.pipeline.config_write import dump_pipeline, pipeline_to_dict
 from pixtill.pipeline.graph import Graph
-from pixtill.pipeline.safe_yaml import ConfigLimitError, load_json, load_yaml, read_text
+from pixtill.pipeline.safe_yaml import (
+    ConfigLimitError,
+    DuplicateKeyError,
+    load_json,
+    load_yaml,
+    read_text,
+)
 from pixtill.steps.base import _Step
 
 __all__ = [
@@ -80,7 +90,7 @@ def load_graph(path: str | Path, *, allow: Iterable[str] = ()) -> Graph:
         raise PipelineConfigError(f"cannot read {str(source)!r}: {exc}") from exc
     try:
         data = load_json(text) if source.suffix.lower() == ".json" else load_yaml(text)
-    except ConfigLimitError as exc:
+    except (ConfigLimitError, DuplicateKeyError) as exc:
         raise PipelineConfigError(f"refusing {str(source)!r}: {exc}") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         detail = " ".join(str(exc).split())
@@ -98,11 +108,18 @@ def graph_from_dict(
     version = data.get("pixtill_version")
     if version is not None and not isinstance(version, str):
         raise PipelineConfigError(f"{source}: 'pixtill_version' must be a string")
+    # ``x-...`` keys (as in Compose files) may hold anchors for the pipeline to refer to.
+    extensions = {k for k in data if isinstance(k, str) and k.startswith("x-")}
+    _check_keys(data, {"pixtill_version", "pipeline", *extensions}, source)
     spec: Mapping[str, Any] = data["pipeline"]
     _check_keys(spec, {"name", "description", "cache_dir", "steps", "connections"}, source)
     name = spec.get("name")
     if not isinstance(name, str) or not name:
         raise PipelineConfigError(f"{source}: 'pipeline.name' must be a non-empty string")
+    try:
+        check_name(name)
+    except UnsafeNameError as exc:
+        raise PipelineConfigError(f"{source}: 'pipeline.name': {exc}") from exc
     description = spec.get("description")
     if description is not None and not isinstance(description, str):
         raise PipelineConfigError(f"{source}: 'pipeline.description' must be a string")

@@ -17,7 +17,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from pixtill import __version__
 from pixtill.paths import cache_dir as default_cache_dir
-from pixtill.paths import write_atomically
+from pixtill.paths import child_path, write_atomically
 from pixtill.pipeline.config_types import PipelineConfigError, holds_objects, type_path
 from pixtill.pipeline.graph import Graph
 
@@ -195,4 +195,4 @@ def _refuse_leaked_secrets(text: str, secrets: set[str]) -> None:
 
 
 def _default_cache(name: str) -> Path:
-    return default_cache_dir() / "pipelines" / name
+    return child_path(default_cache_dir() / "pipelines", name)

@@ -17,12 +17,17 @@ from pydantic import BaseModel
 
 from pixtill.errors import StepConfigError
 from pixtill.paths import cache_dir as default_cache_dir
+from pixtill.paths import check_name, child_path
 from pixtill.steps.base import ACTIVE_GRAPH, GeneratorStep, GlobalStep, _Step
 
 
 class Graph:
     """A DAG of steps declared in a ``with`` block (steps created inside join it) or built by
-    `add_step` / `add_edge`. ``cache_dir`` defaults to ``<pixtill cache>/pipelines/<name>``."""
+    `add_step` / `add_edge`. ``cache_dir`` defaults to ``<pixtill cache>/pipelines/<name>``.
+
+    ``name`` names folders (the cache, the default output), so it may only hold letters,
+    digits, ``_``, ``-`` and ``.``, never a path separator or ``..``: anything else raises
+    `pixtill.paths.UnsafeNameError` (a ``ValueError``) naming it."""
 
     def __init__(
         self,
@@ -31,9 +36,11 @@ class Graph:
         *,
         cache_dir: str | Path | None = None,
     ) -> None:
-        self.name = name
+        self.name = check_name(name)
         self.description = description
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "pipelines" / name
+        self.cache_dir = (
+            Path(cache_dir) if cache_dir else child_path(default_cache_dir() / "pipelines", name)
+        )
         self.steps: dict[str, _Step] = {}
         self.edges: list[tuple[str, str]] = []
         self._token: Token[Any] | None = None

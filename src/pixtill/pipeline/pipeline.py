@@ -14,6 +14,7 @@ from typing import Any
 
 from pixtill.distiset import Distiset
 from pixtill.errors import StepConfigError
+from pixtill.paths import child_path
 from pixtill.paths import data_dir as default_data_dir
 from pixtill.pipeline.config_file import dump_pipeline, load_graph
 from pixtill.pipeline.errors import PipelineError, StepLoadError
@@ -110,7 +111,11 @@ class Pipeline(Graph):
         if dataset is not None:
             self._attach_dataset(dataset)
         self.validate()
-        out_dir = Path(output_dir) if output_dir else default_data_dir() / "datasets" / self.name
+        out_dir = (
+            Path(output_dir)
+            if output_dir
+            else child_path(default_data_dir() / "datasets", self.name)
+        )
         runtime = Runtime(tune=tune_process)
         cache = (
             ResponseCache(

@@ -10,7 +10,10 @@ file expands to 10^9 values when walked), thousands of nested brackets, a huge f
 - the document's node graph is then composed and its *expanded* size (every alias counted as
   the whole subtree it stands for) is computed with memoisation, in time linear in the file,
   and refused past `MAX_NODES`; a self-referencing alias is refused too;
-- JSON gets the same depth and size limits (checked on the parsed value, iteratively).
+- JSON gets the same depth and size limits (checked on the parsed value, iteratively);
+- a key given twice in one mapping is refused (`DuplicateKeyError`, naming the key and, for
+  YAML, its line): PyYAML and ``json`` would silently keep the last value, so a typo'd
+  second ``max_retries:`` would quietly win.
 
 Every refusal raises ``ValueError`` with a message saying which limit and what it is.
 """
@@ -37,6 +40,10 @@ class ConfigLimitError(ValueError):
     """A configuration file is over one of this module's limits."""
 
 
+class DuplicateKeyError(ValueError):
+    """A mapping in a configuration file gives the same key twice."""
+
+
 def read_text(path: Path) -> str:
     """The file's text, refused before reading when it is larger than `MAX_BYTES`."""
     size = path.stat().st_size
@@ -57,6 +64,7 @@ def load_yaml(text: str) -> Any:
         if node is None:
             return None
         _check_expansion(node)
+        _check_duplicate_keys(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -67,7 +75,7 @@ def load_json(text: str) -> Any:
     if len(text) > MAX_BYTES:
         raise ConfigLimitError(f"the text is over {MAX_BYTES:,} characters")
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_pairs)
     except RecursionError as exc:
         raise ConfigLimitError(f"nesting deeper than {MAX_DEPTH} levels") from exc
     count = 0
@@ -146,3 +154,38 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
     return []
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKeyError(f"key {key!r} is given twice in one object")
+        result[key] = value
+    return result
+
+
+def _check_duplicate_keys(root: yaml.Node) -> None:
+    """Refuse a mapping that gives one scalar key twice (YAML 1.2 forbids it; PyYAML keeps the
+    last). Keys brought in by a ``<<`` merge may be overridden, as YAML's merge intends."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key.start_mark.line + 1
+                previous = first_line.get((key.tag, key.value))
+                if previous is not None:
+                    raise DuplicateKeyError(
+                        f"key {key.value!r} on line {line} is given twice in one mapping "
+                        f"(first on line {previous})"
+                    )
+                first_line[(key.tag, key.value)] = line
+        stack.extend(_children(node))
