@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel as PydanticModel
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.mixins.runtime_parameters import RuntimeParametersModelMixin
 from pixtill.mixins.serialization import Serializable
 from pixtill.utils.loop_thread import LoopThread
+from pixtill.utils.secrets import mask_config
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
@@ -47,6 +48,16 @@ class BaseModel(RuntimeParametersModelMixin, Serializable, PydanticModel, ABC):
     _logger: logging.Logger = PrivateAttr(
         default_factory=lambda: logging.getLogger("pixtill.models")
     )
+
+    @model_serializer(mode="wrap")
+    def _mask_credentials(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Credentials in plain fields (an Authorization header in generation_kwargs, a
+        # password in base_url) are dumped as "***", like api_key is never dumped.
+        return mask_config(handler(self))
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_config(value, name or "")
 
     def load(self) -> None:
         """Prepare the model (open clients, load weights). Called once before use."""

@@ -32,6 +32,7 @@ from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
 from pixtill.models.http import Clock, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
+from pixtill.utils.secrets import secret_values_in
 
 __all__ = [
     "InvalidResponseError",
@@ -231,7 +232,12 @@ class RemoteModel(BaseModel):
             clock=clock,
             origins=[self.base_url] if self.base_url else (),
         )
-        return RemoteRuntime(engine, tuple(_secret_parts(auth.values())), post_auth)
+        # Besides the API key: credential headers, a password in base_url, a ?key= query
+        # value, credentials in generation_kwargs (e.g. extra_headers={"Authorization": ...}).
+        secrets = _secret_parts(auth.values()) + secret_values_in(headers)
+        secrets += secret_values_in(self.generation_kwargs) + secret_values_in(self.base_url or "")
+        unique = sorted(set(secrets), key=len, reverse=True)  # the longest first: whole ones
+        return RemoteRuntime(engine, tuple(unique), post_auth)
 
     async def _aruntime(self) -> RemoteRuntime:
         """The runtime, built on first use when ``load()`` was not called."""

@@ -16,10 +16,12 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from pixtill import __version__
+from pixtill.models.base import BaseModel as Model
 from pixtill.paths import cache_dir as default_cache_dir
 from pixtill.paths import write_atomically
 from pixtill.pipeline.config_types import PipelineConfigError, holds_objects, type_path
 from pixtill.pipeline.graph import Graph
+from pixtill.utils.secrets import secret_values_in
 
 _SECRET_TYPES: tuple[type, ...] = (SecretStr, SecretBytes)
 _MIN_SECRET_LENGTH = 6  # shorter secret values are not searched for in the written text
@@ -165,6 +167,8 @@ def _secret_values(pipeline: Graph) -> set[str]:
             found.add(value.get_secret_value().decode("utf-8", "replace"))
         elif isinstance(value, BaseModel):
             seen.add(id(value))
+            if isinstance(value, Model):  # a model's header values, URL passwords...
+                found.update(secret_values_in(value.__dict__))
             for name in type(value).model_fields:
                 walk(getattr(value, name, None))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel
 
 from pixtill.images import ImageError, ImageRef, is_image_value
+from pixtill.utils.secrets import MASK, is_secret_name, mask_url
 
 RUN_ONLY_FIELDS: frozenset[str] = frozenset(
     {"input_batch_size", "batch_size", "replicas", "resources", "input_mappings"}
@@ -109,10 +110,15 @@ def _config_of(value: Any, exclude: AbstractSet[str] = frozenset()) -> Any:
         return out
     if isinstance(value, float):
         return _finite(value)
-    if value is None or isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        return mask_url(value)  # a URL's password never goes into a cache key, even hashed
+    if value is None or isinstance(value, (int, bool)):
         return value
     if isinstance(value, dict):
-        return {str(k): _config_of(v) for k, v in value.items()}
+        return {
+            str(k): MASK if is_secret_name(str(k)) and isinstance(v, str) else _config_of(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         items = [_config_of(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
