@@ -65,6 +65,10 @@ class ImageURL(str):
         """
         if ref.url is not None:
             return cls(ref.url, ref)
+        if ref.needs_preparation():
+            # Rotated by EXIF, CMYK, palette, 16-bit or transparent: the `to_model_image`
+            # pixels, so that an HTTP backend sends what a local model sees.
+            return cls(ref.to_api_data_url(None, SENDABLE_FORMATS), ref)
         if ref.kind == "pil":
             # A decoded image keeps the format it was read in (`datasets` decodes JPEG columns
             # to PIL images whose format is "JPEG"): encoding it back as such is several times

@@ -7,8 +7,8 @@ variables are errors instead of silently rendering as empty strings.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
@@ -22,9 +22,10 @@ _ENV = ImmutableSandboxedEnvironment(
 
 
 class MissingValue(StrictUndefined):
-    """A column whose value is None (or NaN), as the template sees it: false in ``{% if %}``,
-    ``none`` for ``is none``, replaced by ``| default(...)``, but a `RowError` naming the column
-    when printed, instead of the text "None" reaching the model."""
+    """A column whose value is missing (None, NaN, pandas' NA/NaT: `is_missing`), as the
+    template sees it: false in ``{% if %}``, ``none`` for ``is none``, replaced by
+    ``| default(...)``, but a `RowError` naming the column when printed, instead of the text
+    "None" (or "<NA>", "NaT", "nan") reaching the model."""
 
     __slots__ = ()
 
@@ -100,17 +101,42 @@ class PromptTemplate:
             value = values.get(name)
             if type(value) is str:
                 return value
-        if any(_missing(value) for value in values.values()):
+        if any(is_missing(value) for value in values.values()):
             values = {
-                key: MissingValue(key, repr(value)) if _missing(value) else value
+                key: MissingValue(key, shown_missing(value)) if is_missing(value) else value
                 for key, value in values.items()
             }
         return self._template.render(**values)
 
 
-def _missing(value: Any) -> bool:
-    """None, or a float NaN (how pandas and CSV readers spell a missing value)."""
-    return value is None or (type(value) is float and math.isnan(value))
+def is_missing(value: Any) -> bool:
+    """Whether ``value`` is a missing value rather than data: None, pandas' ``NA`` and ``NaT``,
+    a NaN of any float type (Python, numpy's float16..float128, ``Decimal``), numpy's ``NaT``
+    (datetime64 / timedelta64 of any unit). How pandas, numpy and CSV readers spell "no value".
+
+    Checked by type name and ``value != value`` (true only for NaN-like scalars), so neither
+    pandas nor numpy is imported here; arrays and other objects are never missing.
+    """
+    if value is None:
+        return True
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return False
+    if kind.__name__ in ("NAType", "NaTType") and kind.__module__.startswith("pandas"):
+        return True
+    if isinstance(value, Decimal):
+        return value.is_nan()  # sNaN cannot be compared without raising
+    if isinstance(value, (float, complex)) or kind.__module__ == "numpy":
+        try:
+            return bool(value != value)
+        except (TypeError, ValueError):  # arrays: ambiguous truth value
+            return False
+    return False
+
+
+def shown_missing(value: Any) -> str:
+    """How a missing value is named in an error: "None", "nan", "<NA>", "NaT"."""
+    return "None" if value is None else str(value)
 
 
 def _only_variable(parsed: nodes.Template) -> str | None:

@@ -121,9 +121,20 @@ def resized(image: Image.Image, policy: ResizePolicy | None) -> Image.Image:
 def needs_preparation(image: Image.Image) -> bool:
     """Whether a model decoding ``image`` naively (``convert("RGB")``, EXIF ignored) would see
     other pixels than `prepare_pil` gives: an EXIF orientation to apply, transparency, or a
-    mode other than 8-bit RGB / grayscale. Reads the header and EXIF only, no pixels."""
-    if image.mode not in ("RGB", "L") or has_alpha(image):
+    mode other than 8-bit RGB / grayscale (an opaque RGB palette or 1-bit image converts
+    exactly, so it needs nothing). Reads the header and EXIF only, no pixels."""
+    if has_alpha(image):
         return True
+    if image.mode == "P":
+        palette = image.palette
+        if palette is not None and palette.mode != "RGB":
+            return True
+    elif image.mode not in ("RGB", "L", "1"):
+        return True
+    if image.format == "PNG" and "exif" not in image.info:
+        # Pillow's PNG `getexif` decodes the whole image to look for an eXIf chunk after the
+        # pixels; the PNG extensions require eXIf before them, so the header says it all.
+        return False
     try:
         with quiet_pillow():
             return image.getexif().get(0x0112) not in (None, 1)

@@ -87,6 +87,7 @@ class ImageRef:
         # The base64 text ``data`` was decoded from, reused as is for base64 and data URLs.
         self._b64: str | None = b64
         self._validated = False
+        self._prepare: bool | None = None  # cached `needs_preparation` (not for paths)
 
     @classmethod
     def from_value(
@@ -278,15 +279,47 @@ class ImageRef:
         are (resized if asked, re-encoded as PNG when their format is not in ``formats``) when
         a plain decode already shows the prepared pixels, else the `to_model_image` pixels as
         PNG, so that such an engine sees what `TransformersLLM` sees."""
-        with self._open_source() as fp:
-            header = open_image(fp)
-            self._header = (str(header.format), header.size)
-            check_pixels(header.size, self.max_pixels)
-            prepare = needs_preparation(header)
-        if not prepare:
+        if not self.needs_preparation():
             return self.to_data_url(resize, None if self.format in formats else "PNG")
         image = self.to_model_image(resize)
         return f"data:image/png;base64,{encode_b64(encode_image(image, 'PNG'))}"
+
+    def needs_preparation(self) -> bool:
+        """Whether a server decoding the bytes naively (EXIF ignored, ``convert("RGB")``) would
+        see other pixels than `to_model_image`: an EXIF orientation other than 1, transparency,
+        or a mode other than 8-bit RGB / grayscale (CMYK, palette, 16-bit...). Reads the header
+        and EXIF only (no pixels); checks the pixel limit. Raises `ImageError` like `size`."""
+        if self._prepare is not None:
+            return self._prepare
+        if self._image is not None:
+            check_pixels(self._image.size, self.max_pixels)
+            prepare = needs_preparation(self._image)
+        else:
+            with self._open_source() as fp:
+                header = open_image(fp)
+                self._header = (str(header.format), header.size)
+                check_pixels(header.size, self.max_pixels)
+                prepare = needs_preparation(header)
+        if self._path is None:  # a file may change between reads
+            self._prepare = prepare
+        return prepare
+
+    def to_api_data_url(
+        self, resize: ResizePolicy | None = None, formats: frozenset[str] = frozenset()
+    ) -> str:
+        """The data URL an HTTP chat backend sends: the original bytes (resized if asked,
+        re-encoded as PNG when their format is not in ``formats``) when they already show the
+        `to_model_image` pixels (`needs_preparation` false: zero copy), else the
+        `to_model_image` pixels encoded as JPEG for a JPEG source, as PNG (lossless) for any
+        other. So every backend sees the same pixels: upright, RGB, transparency on white."""
+        if not self.needs_preparation():
+            return self.to_data_url(resize, None if self.format in formats else "PNG")
+        fmt = "JPEG" if self.format in ("JPEG", "MPO") else "PNG"
+        if self._image is not None:
+            own = (self._image.format or "").upper()
+            fmt = "JPEG" if own in ("JPEG", "MPO") else "PNG"
+        data = encode_image(self.to_model_image(resize), fmt, quality=95)
+        return f"data:{mime_type(fmt)};base64,{encode_b64(data)}"
 
     def _unchanged(self, resize: ResizePolicy | None, format: str | None) -> bool:
         """True when ``resize``/``format`` leave the original bytes as they are."""

@@ -42,14 +42,15 @@ def _as_ref(value: Any) -> ImageRef:
 
 
 def _inline_ok(ref: ImageRef, resize: ResizePolicy | None) -> bool:
-    if ref.kind != "bytes" or ref.format not in _SENDABLE_FORMATS:
+    if ref.kind != "bytes" or ref.format not in _SENDABLE_FORMATS or ref.needs_preparation():
         return False
     return resize is None or resize.target_size(*ref.size) == ref.size
 
 
 def _data_url_sync(ref: ImageRef, resize: ResizePolicy | None) -> str:
-    target = None if ref.format in _SENDABLE_FORMATS else "PNG"
-    return ref.to_data_url(resize, target)
+    # The same pixels a local model gets (`ImageRef.to_model_image`): re-encoded only when the
+    # header shows an EXIF orientation, transparency or a mode chat APIs do not decode alike.
+    return ref.to_api_data_url(resize, _SENDABLE_FORMATS)
 
 
 async def image_data_url(ref: ImageRef, resize: ResizePolicy | None = None) -> str:
@@ -95,9 +96,9 @@ async def _openai_part(
         and held.url is None
         and (resize is None or resize.target_size(*held.size) == held.size)
     ):
-        url = source
-    elif head.startswith(("http://", "https://")) or (head.startswith("data:") and resize is None):
-        url = source  # forwarded as is (a data URL is already what the API takes)
+        url = source  # `ImageURL.of` already prepared it
+    elif head.startswith(("http://", "https://")):
+        url = source  # forwarded as is: the server fetches it
     else:
         ref = _as_ref(source)
         url = ref.url if ref.url is not None else await image_data_url(ref, resize)

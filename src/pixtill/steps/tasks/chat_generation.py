@@ -7,6 +7,7 @@ from pydantic import Field, PrivateAttr
 from pixtill.errors import RowError
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageType
 from pixtill.models.llms.base import ChatType
+from pixtill.prompts import is_missing, shown_missing
 from pixtill.steps.tasks.base import Task
 from pixtill.steps.tasks.text_generation_with_image import image_parts
 from pixtill.steps.typing import StepColumns
@@ -82,8 +83,8 @@ class ChatGeneration(Task):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             raise fail(f"expected a dict with a role in {sorted(_ROLES)}")
         content = message.get("content")
-        if content is None:
-            raise fail("content is None instead of text or a list of parts")
+        if is_missing(content):
+            raise fail(f"content is {shown_missing(content)} instead of text or a list of parts")
         if isinstance(content, str):
             return {"role": message["role"], "content": content}
         if not isinstance(content, list):
@@ -93,8 +94,9 @@ class ChatGeneration(Task):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text":
                 text = part.get("text")
-                if text is None:
-                    raise fail("a text part holds None instead of text")
+                if is_missing(text):
+                    missing = shown_missing(text)
+                    raise fail(f"a text part holds {missing} (a missing value) instead of text")
                 parts.append({"type": "text", "text": str(text)})
             elif kind in ("image", "image_url", "input_image"):
                 images = image_parts(
