@@ -29,6 +29,7 @@ from pixtill.pipeline.rows import (
 )
 from pixtill.steps.base import Step, _Step
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
+from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 from pixtill.store.cache import ResponseCache
 from pixtill.store.keys import row_key, step_signature
@@ -177,7 +178,7 @@ class RowRunner:
         if isinstance(step, _Task):
             name = step.name
             for item in out:
-                meta = item.row.get(METADATA_COLUMN) or {}
+                meta = metadata_of(item.row)
                 if f"error_{name}" in meta:
                     summary.failed += 1
                 stats = meta.get(f"statistics_{name}")

@@ -18,6 +18,7 @@ from typing import Any
 from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.steps.base import _Step
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
+from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 
 
@@ -47,6 +48,10 @@ def to_step_view(step: _Step, row: Row) -> Row:
     for step_col, data_col in step.input_mappings.items():
         if data_col in row:
             out[step_col] = row[data_col]
+        elif step_col != data_col:
+            # The mapped column is missing: the step must not silently read its own name
+            # (the row fails with a missing-column error; the column comes back afterwards).
+            out.pop(step_col, None)
     for step_col, data_col in step.input_mappings.items():
         if data_col in row and data_col != step_col and data_col not in step.input_mappings:
             del out[data_col]
@@ -68,7 +73,9 @@ def to_dataset_view(
         row = dict(row)
         for step_col, data_col in mappings.items():
             if step_col in row and step_col != data_col:
-                row[data_col] = row.pop(step_col)
+                value = row.pop(step_col)
+                if data_col not in outputs:  # an output mapped onto the input replaces it
+                    row[data_col] = value
         out.append(row)
     return restore_shadowed(step, original, out, outputs)
 
@@ -100,7 +107,7 @@ def delta(before: Row, after: Row, outputs: frozenset[str] = frozenset()) -> dic
     changed = {
         k: v for k, v in after.items() if k in outputs or k not in before or before[k] is not v
     }
-    meta_before = before.get(METADATA_COLUMN) or {}
+    meta_before = metadata_of(before)
     if METADATA_COLUMN in changed:
         changed[METADATA_COLUMN] = {
             k: v for k, v in changed[METADATA_COLUMN].items() if k not in meta_before
@@ -112,7 +119,7 @@ def apply_delta(row: Row, change: Mapping[str, Any]) -> Row:
     """``row`` with a stored `delta` applied (metadata merged, not replaced)."""
     out = {**row, **change}
     if METADATA_COLUMN in change:
-        out[METADATA_COLUMN] = {**(row.get(METADATA_COLUMN) or {}), **change[METADATA_COLUMN]}
+        out[METADATA_COLUMN] = {**metadata_of(row), **change[METADATA_COLUMN]}
     return out
 
 
@@ -122,7 +129,7 @@ def merge_rows(rows: list[Row]) -> Row:
     meta: dict[str, Any] = {}
     for row in rows:
         merged.update(row)
-        meta.update(row.get(METADATA_COLUMN) or {})
+        meta.update(metadata_of(row))
     if meta:
         merged[METADATA_COLUMN] = meta
     return merged

@@ -141,6 +141,7 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
                 f"step name {self.name!r} may only hold letters, digits, '_' and '-'"
             )
         self._logger = logging.getLogger(f"pixtill.steps.{self.name}")
+        self._check_output_mappings()
         if graph is not None:
             self._graph = graph
             graph.add_step(self)
@@ -154,6 +155,37 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
                 "`pipeline=`.",
                 self.name,
             )
+
+    def _output_names(self) -> list[str]:
+        """The step's own output columns (a task adds ``model_name``)."""
+        return list(self.get_outputs())
+
+    def _mapped_outputs(self) -> dict[str, str]:
+        """``{output column: dataset column}`` with the output mappings applied."""
+        return {n: self.output_mappings.get(n, n) for n in self._output_names()}
+
+    def _check_output_mappings(self) -> None:
+        """Refuse output mappings that would lose data: one onto the metadata column, or two
+        outputs written to the same dataset column (``{"generation": "model_name"}``). An
+        output mapped onto an input column is allowed: the output replaces it."""
+        for source, target in self.output_mappings.items():
+            if target == "pixtill_metadata":
+                raise StepConfigError(
+                    f"step {self.name!r}: output mapping {{{source!r}: {target!r}}} targets the "
+                    "metadata column, which the step writes itself; choose another name"
+                )
+        try:
+            mapped = self._mapped_outputs()
+        except Exception:  # outputs known only once loaded: checked where they are known
+            return
+        seen: dict[str, str] = {}
+        for source, target in mapped.items():
+            if target in seen:
+                raise StepConfigError(
+                    f"step {self.name!r}: output mappings {self.output_mappings} write both "
+                    f"{seen[target]!r} and {source!r} to column {target!r}; one would be lost"
+                )
+            seen[target] = source
 
     @property
     def is_global(self) -> bool:
@@ -215,7 +247,7 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
                     f"required input column is missing (the row has {sorted(row)})",
                     step=self.name,
                     row=index,
-                    column=column,
+                    column=self.input_mappings.get(column, column),  # the dataset's name
                 )
 
     # Mappings: the step sees its own column names; the dataset keeps its own.
@@ -228,11 +260,18 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
             for step_col, data_col in self.input_mappings.items():
                 if data_col in row:
                     row[step_col] = row.pop(data_col)
+                elif step_col != data_col:
+                    # The mapped column is missing: never read the step's own name instead.
+                    row.pop(step_col, None)
             out.append(row)
         return out
 
-    def _rename_outputs(self, rows: list[Row], *, output_mappings: bool = True) -> list[Row]:
-        """Give renamed inputs their dataset names back, then apply output mappings."""
+    def _rename_outputs(
+        self, rows: list[Row], *, output_mappings: bool = True, written: set[str] | None = None
+    ) -> list[Row]:
+        """Give renamed inputs their dataset names back, then apply output mappings. A renamed
+        input whose dataset name is in ``written`` (an output already mapped there) is
+        dropped: the output replaces it."""
         mappings = self.output_mappings if output_mappings else {}
         if not self.input_mappings and not mappings:
             return rows
@@ -241,7 +280,9 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
             row = dict(row)
             for step_col, data_col in self.input_mappings.items():
                 if step_col in row:
-                    row[data_col] = row.pop(step_col)
+                    value = row.pop(step_col)
+                    if written is None or data_col not in written:
+                        row[data_col] = value
             for step_col, data_col in mappings.items():
                 if step_col in row:
                     row[data_col] = row.pop(step_col)

@@ -21,7 +21,7 @@ from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
 from pixtill.steps.tasks.failures import failure_column, upstream_failure
 from pixtill.steps.tasks.results import GenerationResult
-from pixtill.steps.tasks.task_outputs import METADATA_COLUMN, _TaskOutputs
+from pixtill.steps.tasks.task_outputs import METADATA_COLUMN, _TaskOutputs, check_metadata
 from pixtill.steps.typing import Row, StepOutput
 
 _WARNINGS_LOCK = threading.Lock()
@@ -100,6 +100,7 @@ class _Task(_TaskOutputs):
     def prepare_row(self, row: Row, index: int) -> Any:
         """Check and format one row; any problem becomes a `RowError` naming step/row/column."""
         self.check_row(row, index)
+        check_metadata(row, self.name, index)
         try:
             return self.format_input(row)
         except (RowError, ImageError) as exc:
@@ -180,20 +181,27 @@ class _Task(_TaskOutputs):
         renamed = self._rename_inputs(inputs)
         if not self.input_mappings or type(self).process is not _Task.process:
             for output in self.process(renamed):
-                yield self._rename_outputs(output, output_mappings=False)
+                yield self._rename_outputs(output, output_mappings=False, written=self._written())
             return
         # Row by row, so that a dataset column an input mapping shadows (``{"instruction":
         # "question"}`` over a row that also has "instruction") comes back untouched.
-        written = {self.output_mappings.get(c, c) for c in self.get_outputs()} | {METADATA_COLUMN}
+        written = self._written()
         out: list[Row] = []
         for original, produced in zip(inputs, self.process_rows(renamed)):
-            for row in self._rename_outputs(produced, output_mappings=False):
+            for row in self._rename_outputs(produced, output_mappings=False, written=written):
                 for step_col, data_col in self.input_mappings.items():
                     shadowed = step_col != data_col and step_col in original
                     if shadowed and step_col not in written:
                         row[step_col] = original[step_col]
                 out.append(row)
         yield out
+
+    def _written(self) -> set[str]:
+        """The dataset columns this task writes (output mappings applied), metadata included."""
+        return set(self._mapped_outputs().values()) | {METADATA_COLUMN}
+
+    def _output_names(self) -> list[str]:
+        return [*self.get_outputs(), "model_name"]
 
     def process(self, inputs: StepInput) -> StepOutput:
         yield self.process_batch(inputs)
