@@ -102,6 +102,7 @@ class RequestEngine:
         # A GET to a URL a model returned or a row holds (another host) must not carry the
         # model's credentials: headers go only to the model's own origins.
         self._origins: set[str] = {url_origin(o) for o in origins if o}
+        self._posted_to: set[str] = set()  # URLs whose origin is in _origins already
         self._post_headers: dict[str, str] = {"Content-Type": "application/json", **self._headers}
         self.transport: Transport = transport or AiohttpTransport(trust_env=cfg.trust_env)
         self.clock: Clock = clock or SystemClock()
@@ -186,7 +187,7 @@ class RequestEngine:
         :meth:`get_bytes`, in that slot). Same window, retries, fail-fast and size cap as
         :meth:`post_json` (the body is resent unchanged on a retry)."""
         hdrs = {**self._post_headers, **(headers or {}), "Content-Type": content_type}
-        self._origins.add(url_origin(url))
+        self._remember_origin(url)
         cfg = self.config
         _, data, media = await self._send(
             "POST", url, body, hdrs, cfg.timeout, cfg.max_response_bytes, 0, True
@@ -231,10 +232,16 @@ class RequestEngine:
     def _get_headers(self, url: str) -> Mapping[str, str]:
         return self._headers if url_origin(url) in self._origins else {}
 
+    def _remember_origin(self, url: str) -> None:
+        # Every request POSTs to one of a few URLs: parse each URL once, not per request.
+        if url not in self._posted_to:
+            self._posted_to.add(url)
+            self._origins.add(url_origin(url))
+
     async def _post(
         self, url: str, payload: Payload, headers: Mapping[str, str] | None, tokens: int
     ) -> tuple[int, bytes, str]:
-        self._origins.add(url_origin(url))
+        self._remember_origin(url)
         hdrs = self._post_headers if not headers else {**self._post_headers, **headers}
         cfg = self.config
         return await self._send(
