@@ -24,7 +24,7 @@ from pixtill.models.diffusers_runtime import (
     release,
 )
 from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
-from pixtill.models.llms.transformers import import_torch
+from pixtill.models.torch_support import import_torch
 
 __all__ = ["DiffusersImageGeneration"]
 
