@@ -17,8 +17,8 @@ from typing import Any
 
 from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.steps.base import _Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
-from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 
 
