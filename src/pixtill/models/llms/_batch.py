@@ -29,6 +29,7 @@ from pixtill.models.base import AsyncBridge
 from pixtill.models.llms._wire import Choice, _image_of, generate_output
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
 from pixtill.models.remote import InvalidResponseError, RemoteModel
+from pixtill.models.request_options import split_request_options
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.paths import cache_dir, write_atomically
 from pixtill.utils import fast_json
@@ -129,6 +130,12 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         self._stop_loop(self.aclose)
         super().unload()
 
+    def _extra_headers(self) -> dict[str, str]:
+        # The request lines cannot carry headers: generation_kwargs' extra_headers (the SDK's
+        # name) go with every call of the batch API instead (OpenAI-Project, beta flags...).
+        params = dict(self.generation_kwargs)
+        return split_request_options(params, type(self).__name__).headers
+
     def _state_folder(self) -> Path:
         return self.state_dir if self.state_dir is not None else cache_dir() / "batches"
 
@@ -158,6 +165,12 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
     ) -> list[GenerateOutput]:
         engine = await self._aengine()
         params = {**self.generation_kwargs, **kwargs}
+        options = split_request_options(params, type(self).__name__)
+        if options.query:
+            raise ValueError(
+                f"{type(self).__name__}: extra_query cannot go with the requests of a batch"
+            )
+        params.update(options.body)  # the body fields of every request line
         outputs: dict[int, GenerateOutput] = {}
         lines: list[RequestLine] = []
         for index, messages in enumerate(inputs):

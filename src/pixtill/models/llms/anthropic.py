@@ -23,6 +23,7 @@ from pixtill.models.remote import (
     once,
     resolve_secret,
 )
+from pixtill.models.request_options import split_request_options
 from pixtill.models.structured import (
     StructuredOutputNotSupportedError,
     StructuredOutputSpec,
@@ -48,7 +49,9 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
     bytes (formats the API does not take are sent as PNG). ``max_tokens`` (required by the API)
     defaults to 1024; OpenAI-style ``stop`` and ``max_completion_tokens`` are translated, other
     ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``...) go as
-    they are. The API has no ``n``: several generations are separate requests.
+    they are, except the SDK's request options: ``extra_headers`` (e.g. an ``anthropic-beta``
+    flag) are sent as HTTP headers, ``extra_query`` as query parameters, ``extra_body``'s keys
+    merged into the body. The API has no ``n``: several generations are separate requests.
 
     Structured output (a task's ``structured_output=``) is sent as one forced tool whose
     ``input_schema`` is the schema; the tool call's input comes back as the generation's JSON
@@ -97,6 +100,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         kwargs: dict[str, Any],
     ) -> GenerateOutput:
         params = merged_params(self.generation_kwargs, kwargs)
+        options = split_request_options(params, type(self).__name__)
         spec: StructuredOutputSpec | None = params.pop("structured_output", None)
         params = _anthropic_params(params)
         tool = _tool_of(spec) if spec is not None else None
@@ -110,6 +114,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             body: dict[str, Any] = {"model": self.model, "messages": messages, **params}
             if system is not None:
                 body["system"] = system
+            body.update(options.body)
             return body
 
         payload = once(build)
@@ -118,10 +123,11 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         if self.tokens_per_minute is not None:
             chars, images = prompt_chars(input)
             tokens = chars // 4 + images * _IMAGE_TOKEN_ESTIMATE + int(params["max_tokens"])
-        url = self._messages_url()
+        url = options.url(self._messages_url())
+        headers = options.headers or None
 
         async def one(_: int) -> Choice:
-            body = await self._post_json(engine, url, payload, tokens=tokens)
+            body = await self._post_json(engine, url, payload, headers=headers, tokens=tokens)
             return self._parse(body, tool_name)
 
         return generate_output(await fan_out(num_generations, one))
