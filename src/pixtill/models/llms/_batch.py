@@ -177,9 +177,9 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 got: list[Choice] = []
                 for line in mine:
                     got += choices.get(line.custom_id) or [
-                        Choice(None, error=f"no result for request {line.custom_id}")
+                        Choice.failed(f"no result for request {line.custom_id}")
                     ]
-                got = got[:n] + [Choice(None, error="fewer generations than asked")] * max(
+                got = got[:n] + [Choice.failed("fewer generations than asked")] * max(
                     0, n - len(got)
                 )
                 outputs[index] = generate_output(got)
@@ -237,7 +237,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 found = results.get(cid)
                 if not found:
                     why = status.failure or "has no result for it"
-                    found = [Choice(None, error=f"batch {batch_id} {why} (request {cid})")]
+                    found = [Choice.failed(f"batch {batch_id} {why} (request {cid})")]
                 by_id[cid] = found
         if ended_badly and state_path.exists():
             # A batch failed, expired or was cancelled: a later run submits again rather than

@@ -229,7 +229,7 @@ async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[C
             if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                 raise result
             first_error = first_error or result
-            choices.append(Choice(None, error=f"{type(result).__name__}: {result}"))
+            choices.append(Choice.failed(result))  # its kind and status kept as data
         else:
             choices.append(result)
     if first_error is not None and all(c.text is None for c in choices):

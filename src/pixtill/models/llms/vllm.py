@@ -283,5 +283,5 @@ def _model_result(result: Any, n: int) -> ModelResult:
     ]
     if len(completions) < n:
         why = f"vLLM returned {len(completions)} generations, not {n}"
-        generations += [Generation(None, error=why)] * (n - len(completions))
+        generations += [Generation.failed(why)] * (n - len(completions))
     return ModelResult.of(generations)
