@@ -1,8 +1,8 @@
 """The chat backends' wire helpers: image parts out, generations back.
 
 pixtill's ``{"type": "image", "image": ImageRef}`` parts become each provider's format here, at
-send time; `Choice` (the canonical `Generation`) / `generate_output` / `fan_out` turn responses
-into a `ModelResult` and distilabel's `GenerateOutput` dict.
+send time; `Choice` (the canonical `Generation`) and `fan_out` turn responses into the
+canonical `ModelResult`'s generations.
 
 Encoding is CPU work. Bytes already in memory that need neither resizing nor re-encoding are
 base64-encoded inline (tens of microseconds for a typical image, cheaper than a thread hop);
@@ -18,14 +18,13 @@ from typing import Any, Literal
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
-from pixtill.models.llms.base import FormattedInput, GenerateOutput
-from pixtill.models.results import Generation, ModelResult
+from pixtill.models.llms.base import FormattedInput
+from pixtill.models.results import Generation
 
 __all__ = [
     "Choice",
     "anthropic_messages",
     "fan_out",
-    "generate_output",
     "image_data_url",
     "openai_messages",
     "prompt_chars",
@@ -209,11 +208,6 @@ def prompt_chars(messages: FormattedInput) -> tuple[int, int]:
 # One generation as parsed from a response (``text`` None and ``error`` set: failed): the
 # canonical `Generation` (`pixtill.models.results`), by its older name here.
 Choice = Generation
-
-
-def generate_output(choices: list[Choice]) -> GenerateOutput:
-    """distilabel's dict of per-generation choices (`ModelResult.to_generate_output`)."""
-    return ModelResult.of(choices).to_generate_output()
 
 
 async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[Choice]:

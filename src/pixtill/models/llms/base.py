@@ -97,7 +97,8 @@ class LLM(BaseModel):
         first = requests[0]
         if any(not first.same_call(r) for r in requests[1:]):
             raise ValueError("the requests of one generate call must share n and settings")
-        if not self.use_offline_batch_generation and speaks_canonical(self, "generate"):
+        entry = "offline_batch_generate" if self.use_offline_batch_generation else "generate"
+        if speaks_canonical(self, entry):
             return self._generate_results(requests)
         outputs = self.generate_outputs(
             inputs=[r.input for r in requests], num_generations=first.n, **first.call_kwargs()
