@@ -13,19 +13,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pixtill.models.image_generation.utils import image_to_str
-from pixtill.models.llms.transformers import (
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import (
+    dtype_keyword,
     free_accelerator_memory,
     import_module,
     import_torch,
     resolve_device,
     resolve_dtype,
 )
-from pixtill.models.results import Generation, ModelResult
 
 __all__ = [
     "DiffusersRuntime",
     "call_options",
-    "dtype_keyword",
     "generate_each",
     "load_pipeline",
     "png_generations",
@@ -34,12 +34,6 @@ __all__ = [
 
 InputT = TypeVar("InputT")
 RuntimeT = TypeVar("RuntimeT", bound="DiffusersRuntime")
-
-
-def dtype_keyword() -> str:
-    """``dtype`` for diffusers releases that renamed ``torch_dtype`` (and warn on the old name)."""
-    deprecation_utils = import_module("diffusers.utils.deprecation_utils")
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 class DiffusersRuntime:
@@ -81,7 +75,7 @@ def load_pipeline(
     import_torch()
     diffusers = import_module("diffusers", owner)
     resolved = resolve_device(device)
-    options: dict[str, Any] = {dtype_keyword(): resolve_dtype(torch_dtype, resolved)}
+    options: dict[str, Any] = {dtype_keyword("diffusers"): resolve_dtype(torch_dtype, resolved)}
     if revision is not None:
         options["revision"] = revision
     if variant is not None:

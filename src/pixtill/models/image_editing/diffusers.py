@@ -26,9 +26,9 @@ from pixtill.models.diffusers_runtime import (
 )
 from pixtill.models.image_editing.base import EditInput, ImageEditingModel
 from pixtill.models.image_model import ImageGenerationOutput
-from pixtill.models.llms.transformers import import_module, import_torch
 from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import import_module, import_torch
 
 __all__ = ["DiffusersImageEditing"]
 

@@ -25,9 +25,9 @@ from pixtill.models.diffusers_runtime import (
     release,
 )
 from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
-from pixtill.models.llms.transformers import import_torch
 from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import import_torch
 
 __all__ = ["DiffusersImageGeneration"]
 

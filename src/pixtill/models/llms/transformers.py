@@ -8,9 +8,9 @@ on one instance are serialized.
 torch and transformers are imported only when a model is loaded, so ``import pixtill`` never
 needs them: ``pip install torch`` first, then ``pip install 'pixtill[local]'``.
 
-The modules: `torch_support` (imports, device, dtype, memory), `transformers_inputs` (chat ->
-processor inputs), `transformers_decoding` (generation options, end-of-sequence trimming), and
-this one (the model: load, batch, generate).
+The modules: `pixtill.models.torch_support` (imports, device, dtype, memory; shared with the
+other local backends), `transformers_inputs` (chat -> processor inputs), `transformers_decoding`
+(generation options, end-of-sequence trimming), and this one (the model: load, batch, generate).
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from pixtill.models.llms.base import (
     FormattedInput,
     GenerateOutput,
 )
-from pixtill.models.llms.torch_support import (
+from pixtill.models.llms.transformers_decoding import eos_ids, generation_options, until_eos
+from pixtill.models.llms.transformers_inputs import PreparedChat as _Prepared
+from pixtill.models.llms.transformers_inputs import prepare_chat as _prepare
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.structured import StructuredOutputNotSupportedError
+from pixtill.models.torch_support import (
     dtype_keyword,
     free_accelerator_memory,
     import_module,
@@ -34,21 +40,8 @@ from pixtill.models.llms.torch_support import (
     resolve_device,
     resolve_dtype,
 )
-from pixtill.models.llms.transformers_decoding import eos_ids, generation_options, until_eos
-from pixtill.models.llms.transformers_inputs import PreparedChat as _Prepared
-from pixtill.models.llms.transformers_inputs import prepare_chat as _prepare
-from pixtill.models.request import ModelRequest, canonical_edge
-from pixtill.models.results import Generation, ModelResult
-from pixtill.models.structured import StructuredOutputNotSupportedError
 
-__all__ = [
-    "TransformersLLM",
-    "free_accelerator_memory",
-    "import_module",
-    "import_torch",
-    "resolve_device",
-    "resolve_dtype",
-]
+__all__ = ["TransformersLLM"]
 
 
 class _Runtime:
@@ -130,7 +123,7 @@ class TransformersLLM(LLM):
             options["revision"] = self.revision
         processor = transformers.AutoProcessor.from_pretrained(self.model, **options)
         model = transformers.AutoModelForImageTextToText.from_pretrained(
-            self.model, **options, **{dtype_keyword(): dtype}
+            self.model, **options, **{dtype_keyword("transformers"): dtype}
         )
         model.to(device)
         model.eval()

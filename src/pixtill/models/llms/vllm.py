@@ -28,10 +28,10 @@ from pydantic import Field, PrivateAttr
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms._wire import _image_of
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
-from pixtill.models.llms.transformers import import_module
 from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of
+from pixtill.models.torch_support import import_module
 
 __all__ = ["vLLM"]
 

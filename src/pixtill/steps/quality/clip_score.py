@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from pixtill.images import ImageError, ImageRef
-from pixtill.models.llms.transformers import (
+from pixtill.models.torch_support import (
+    dtype_keyword,
     free_accelerator_memory,
     import_module,
     import_torch,
@@ -91,7 +92,7 @@ class CLIPScore(Step):
                 options["revision"] = self.revision
             loaded.processor = transformers.AutoProcessor.from_pretrained(self.model, **options)
             model = transformers.AutoModel.from_pretrained(
-                self.model, **options, **{_dtype_keyword(transformers): dtype}
+                self.model, **options, **{dtype_keyword("transformers"): dtype}
             )
             loaded.model = model.to(device).eval()
             loaded.device = device
@@ -161,13 +162,6 @@ class CLIPScore(Step):
                 new[METADATA_COLUMN] = meta
             out.append(new)
         yield out
-
-
-def _dtype_keyword(transformers: Any) -> str:
-    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns on the old name)."""
-    from packaging.version import Version
-
-    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def _features(output: Any) -> Any:
