@@ -10,7 +10,6 @@ from pixtill.models.llms._wire import (
     Choice,
     anthropic_messages,
     fan_out,
-    generate_output,
     prompt_chars,
 )
 from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
@@ -19,18 +18,18 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    merged_params,
     once,
     resolve_secret,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult
 from pixtill.models.structured import (
     StructuredOutputNotSupportedError,
     StructuredOutputSpec,
     json_schema_of,
     schema_name,
 )
-from pixtill.models.transport import RequestEngine
 from pixtill.utils import fast_json
 
 __all__ = ["AnthropicLLM"]
@@ -86,22 +85,20 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         root = self.base_url.rstrip("/")
         return f"{root}/messages" if root.endswith("/v1") else f"{root}/v1/messages"
 
+    @canonical_edge
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine = await self._aengine()
-        return await self._agenerate(engine, input, num_generations, kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_generate_output()
 
-    async def _agenerate(
-        self,
-        engine: RequestEngine,
-        input: FormattedInput,
-        num_generations: int,
-        kwargs: dict[str, Any],
-    ) -> GenerateOutput:
-        params = merged_params(self.generation_kwargs, kwargs)
+    async def _agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        engine = await self._aengine()
+        input = request.input
+        params = dict(request.settings)
+        params.pop("structured_output", None)  # only `request.structured_output` counts
         options = split_request_options(params, type(self).__name__)
-        spec: StructuredOutputSpec | None = params.pop("structured_output", None)
+        spec = request.structured_output
         params = _anthropic_params(params)
         tool = _tool_of(spec) if spec is not None else None
         if tool is not None:
@@ -130,7 +127,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             body = await self._post_json(engine, url, payload, headers=headers, tokens=tokens)
             return self._parse(body, tool_name)
 
-        return generate_output(await fan_out(num_generations, one))
+        return ModelResult.of(await fan_out(request.n, one))
 
     def _parse(self, body: Any, tool_name: str | None = None) -> Choice:
         if not isinstance(body, dict):

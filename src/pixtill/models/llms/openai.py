@@ -17,7 +17,6 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pixtill.models.llms._wire import (
     Choice,
     fan_out,
-    generate_output,
     openai_messages,
     prompt_chars,
 )
@@ -27,11 +26,12 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    merged_params,
     once,
     resolve_secret,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of, schema_name
 from pixtill.models.transport import Payload, RequestEngine, RequestError
 
@@ -171,22 +171,20 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
 
     # ----------------------------------------------------------------- generation
 
+    @canonical_edge
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine = await self._aengine()
-        return await self._agenerate(engine, input, num_generations, kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_generate_output()
 
-    async def _agenerate(
-        self,
-        engine: RequestEngine,
-        input: FormattedInput,
-        num_generations: int,
-        kwargs: dict[str, Any],
-    ) -> GenerateOutput:
-        params = merged_params(self.generation_kwargs, kwargs)
+    async def _agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        engine = await self._aengine()
+        input = request.input
+        params = dict(request.settings)
+        params.pop("structured_output", None)  # only `request.structured_output` counts
         options = split_request_options(params, type(self).__name__)
-        spec = params.pop("structured_output", None)
+        spec = request.structured_output
         for key in _RESERVED:
             params.pop(key, None)
         if spec is not None:  # the task's shape wins over the model's own setting
@@ -204,7 +202,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
             return body
 
         payload = once(build)
-        n = num_generations
+        n = request.n
         tokens = tokens_n = 0
         if self.tokens_per_minute is not None:
             tokens = self._estimate_tokens(input, params)
@@ -224,7 +222,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                     engine, url, payload, n, 0, tokens, params.get("seed"), headers
                 )
                 self._n_unsupported = True  # the single requests worked: n was the problem
-                return generate_output(choices)
+                return ModelResult.of(choices)
             choices = self._parse(body)[:n]
             if len(choices) < n:
                 more = await self._fan_out(
@@ -239,8 +237,8 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                 )
                 self._n_unsupported = True
                 choices += more
-            return generate_output(choices)
-        return generate_output(
+            return ModelResult.of(choices)
+        return ModelResult.of(
             await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"), headers)
         )
 
@@ -294,7 +292,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         choices: list[Choice] = []
         for k, choice in enumerate(raw):
             if not isinstance(choice, dict):
-                choices.append(Choice(None, error=f"choice {k} is not an object"))
+                choices.append(Choice.failed(f"choice {k} is not an object"))
                 continue
             message = choice.get("message")
             text = _content_text(message.get("content")) if isinstance(message, dict) else None
@@ -313,9 +311,12 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                 error = f"choice {k} has no text content ({why})"
             finish = choice.get("finish_reason")
             finish = finish if isinstance(finish, str) else None
-            choices.append(Choice(text, prompt_tokens, out_tokens, error, finish))
+            failure = None if error is None else ResultError(error, "invalid_response")
+            choices.append(Choice(text, prompt_tokens, out_tokens, failure, finish))
         if all(c.text is None for c in choices):
-            raise InvalidResponseError(backend, choices[0].error or "no choice has text content")
+            raise InvalidResponseError(
+                backend, choices[0].error_message or "no choice has text content"
+            )
         return choices
 
 
