@@ -16,11 +16,12 @@ from http_servers import serve
 from models.fake_providers import FAST, FakeProviders, loaded
 from pixtill.models.http import RequestError
 from pixtill.models.image_generation import (
+    AsyncImageGenerationModel,
     ImageGenerationModel,
     ImageGenerationOutput,
     OpenAIImageGeneration,
 )
-from pixtill.models.llms import OpenAILLM
+from pixtill.models.llms import LLM, GenerateOutput, OpenAILLM
 from pixtill.models.request import ModelRequest, speaks_canonical
 from pixtill.models.results import GeneratedImage, Generation, ModelResult, ResultError
 from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration, TextGeneration
@@ -210,3 +211,44 @@ def test_a_subclass_overriding_agenerate_is_called_through_it() -> None:
     with loaded(task):
         rows = next(task.process([{"prompt": "owl"}]))
     assert rows[0]["image"] == png_for("stamped owl", 0)
+
+
+class ShortLLM(LLM):
+    """A distilabel-style LLM that answers for the first input only."""
+
+    @property
+    def model_name(self) -> str:
+        return "short"
+
+    def generate(
+        self, inputs: list[Any], num_generations: int = 1, **kwargs: Any
+    ) -> list[GenerateOutput]:
+        return [{"generations": ["only one"] * num_generations, "statistics": {}}]
+
+
+def test_a_model_that_answers_for_fewer_inputs_fails_only_the_missing_rows() -> None:
+    task = TextGeneration(name="write", llm=ShortLLM())
+    with loaded(task):
+        rows = next(task.process([{"instruction": "a"}, {"instruction": "b"}]))
+    assert [row["generation"] for row in rows] == ["only one", None]
+    error = rows[1][METADATA_COLUMN]["error_write"]
+    assert "ShortLLM returned 1 outputs for 2 inputs; none for this one" in error
+
+
+def test_a_custom_image_model_may_answer_with_the_canonical_result() -> None:
+    class Canonical(AsyncImageGenerationModel):
+        @property
+        def model_name(self) -> str:
+            return "canonical"
+
+        async def agenerate(  # type: ignore[override]
+            self, input: str, num_generations: int = 1, **kwargs: Any
+        ) -> ModelResult:
+            return ModelResult.of(
+                [Generation.of_image(png_for(input, k), "PNG") for k in range(num_generations)]
+            )
+
+    task = ImageGeneration(name="paint", image_generation_model=Canonical(), num_generations=2)
+    with loaded(task):
+        rows = next(task.process([{"prompt": "heron"}]))
+    assert [row["image"] for row in rows] == [png_for("heron", 0), png_for("heron", 1)]

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.outputs import ImageGenerationOutput
 from pixtill.models.request import ModelRequest, speaks_canonical
-from pixtill.models.results import ModelResult
+from pixtill.models.results import ModelResult, results_for_inputs
 
 __all__ = [
     "AsyncImageModel",
@@ -75,7 +75,8 @@ class ImageModel(BaseModel, Generic[InputT]):
         outputs = self.generate_outputs(
             inputs=[r.input for r in requests], num_generations=first.n, **first.call_kwargs()
         )
-        return [ModelResult.from_image_outputs(o) for o in outputs]
+        results = [ModelResult.from_image_outputs(o) for o in outputs]
+        return results_for_inputs(results, len(requests), first.n, type(self).__name__)
 
     def _generate_results(self, requests: Sequence[ModelRequest[InputT]]) -> list[ModelResult]:
         """A built-in backend's native batch call (its `generate` is marked `canonical_edge`)."""

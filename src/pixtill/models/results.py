@@ -22,7 +22,7 @@ from typing import Any
 from pixtill.models.http import RequestError
 from pixtill.models.outputs import GenerateOutput, ImageGenerationOutput, TokenStatistics
 
-__all__ = ["GeneratedImage", "Generation", "ModelResult", "ResultError"]
+__all__ = ["GeneratedImage", "Generation", "ModelResult", "ResultError", "results_for_inputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +168,8 @@ class ModelResult:
     def from_generate_output(
         cls, output: GenerateOutput | Sequence[str | None] | ModelResult
     ) -> ModelResult:
-        """From distilabel's dict (or the bare list of generations older LLMs return)."""
+        """From distilabel's dict (or the bare list of generations older LLMs return, or a
+        `ModelResult`, returned as it is)."""
         if isinstance(output, ModelResult):
             return output
         if not isinstance(output, dict):
@@ -205,15 +206,17 @@ class ModelResult:
         return outputs
 
     @classmethod
-    def from_image_outputs(cls, outputs: Sequence[Any]) -> ModelResult:
+    def from_image_outputs(cls, outputs: Sequence[Any] | ModelResult) -> ModelResult:
         """From the outputs an image model written for distilabel returns for one input (one
         ``{"images": [...]}`` dict per generation; ``None`` entries are skipped). An output
         that holds no image, or something other than base64 text, is kept as a failed
         generation whose error says what came back. Whether the text decodes as an image is
         the task's check, off the event loop."""
-        generations: list[Generation] = []
-        for output in outputs:
-            generations.append(_generation_of_image_output(output))
+        if isinstance(outputs, ModelResult):  # a custom model that already speaks it
+            return outputs
+        if isinstance(outputs, dict):  # one dict for one generation, not in a list
+            outputs = [outputs]
+        generations = [_generation_of_image_output(output) for output in outputs]
         failed = bool(generations) and all(not g.ok for g in generations)
         return cls(tuple(generations), generations[0].error if failed else None)
 
@@ -234,3 +237,19 @@ def _generation_of_image_output(output: Any) -> Generation:
     if not kept:
         return Generation.failed(str(message) if message else "the model returned no image")
     return Generation(None, images=kept)
+
+
+def results_for_inputs(
+    results: Sequence[ModelResult], count: int, num_generations: int, model: str
+) -> list[ModelResult]:
+    """``results`` of a batched call, checked to be one per input: a model that answered for
+    fewer inputs fails the missing ones (the others are kept), one that answered for more has
+    the extra dropped."""
+    kept = list(results[:count])
+    if len(kept) < count:
+        why = ResultError(
+            f"{model} returned {len(results)} outputs for {count} inputs; none for this one",
+            "invalid_response",
+        )
+        kept += [ModelResult.failed(why, num_generations)] * (count - len(kept))
+    return kept

@@ -13,7 +13,7 @@ from pixtill.mixins.runtime_parameters import RuntimeParameter
 from pixtill.models.base import AsyncBridge, BaseModel
 from pixtill.models.outputs import GenerateOutput, TokenStatistics
 from pixtill.models.request import ModelRequest, speaks_canonical
-from pixtill.models.results import Generation, ModelResult
+from pixtill.models.results import Generation, ModelResult, results_for_inputs
 
 # OpenAI-style chat messages. The tasks put images in a message's content list as OpenAI
 # ``{"type": "image_url", "image_url": {"url": ImageURL}}`` parts (`pixtill.image_url`: the URL
@@ -103,7 +103,8 @@ class LLM(BaseModel):
         outputs = self.generate_outputs(
             inputs=[r.input for r in requests], num_generations=first.n, **first.call_kwargs()
         )
-        return [ModelResult.from_generate_output(o) for o in outputs]
+        results = [ModelResult.from_generate_output(o) for o in outputs]
+        return results_for_inputs(results, len(requests), first.n, type(self).__name__)
 
     def _generate_results(
         self, requests: Sequence[ModelRequest[FormattedInput]]
