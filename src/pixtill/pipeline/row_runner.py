@@ -128,7 +128,7 @@ class RowRunner:
             rows = [apply_delta(row, change) for change in looked.cached]
         else:
             try:
-                formatted = step.prepare_row(row, item.key[0])
+                formatted = await step.aprepare_row(row, item.key[0])
             except RowError as exc:
                 step.warn_row_failure(str(exc))
                 rows = step.rows_from_error(row, str(exc))
