@@ -169,6 +169,8 @@ class RowRunner:
                 summary.cached += 1
                 new_rows = [apply_delta(found.row, change) for change in found.cached]
             out.extend(fan_out(item, to_dataset_view(step, item.row, new_rows, outputs)))
+        if self.cache is not None:
+            step.results_cached()  # a batch model's state files can go
         return out
 
     # -- accounting --------------------------------------------------------------------------

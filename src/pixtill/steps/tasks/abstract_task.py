@@ -256,6 +256,14 @@ class _Task(_TaskOutputs):
     def process(self, inputs: StepInput) -> StepOutput:
         yield self.process_batch(inputs)
 
+    def results_cached(self) -> None:
+        """The rows made so far are stored in a pipeline's cache: a batch model may now delete
+        what it kept to collect them again after a crash (the state files of its finished
+        provider batches)."""
+        forget = getattr(self.model, "forget_collected_batches", None)
+        if callable(forget):
+            forget()
+
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [out for produced in self.process_rows(rows) for out in produced]
 
