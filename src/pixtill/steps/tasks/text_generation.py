@@ -91,8 +91,10 @@ def _refuse_instruction(value: Any) -> None:
     which may test them): a list of chat messages belongs in `ChatGeneration`'s ``messages``."""
     if is_missing(value):
         return
-    if isinstance(value, list) and value and all(
-        isinstance(m, dict) and "role" in m for m in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(m, dict) and "role" in m for m in value)
     ):
         raise RowError(
             "expected text, got a list of chat messages (use ChatGeneration with a "
