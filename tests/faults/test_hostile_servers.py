@@ -65,6 +65,9 @@ ANSWERS: dict[str, Any] = {
     "message_null": _body('{"choices": [{"index": 0, "message": null}]}'),
     "content_a_number": _body('{"choices": [{"index": 0, "message": {"content": 5}}]}'),
     "error_in_a_200": _body('{"error": {"message": "model overloaded"}}'),
+    "part_text_null": _body(
+        '{"choices": [{"index": 0, "message": {"content": [{"type": "text", "text": null}]}}]}'
+    ),
     # transport lies
     "gzip_lie": _body(json.dumps(OK), **{"Content-Encoding": "gzip"}),
     "gzip_cut": _body(gzip.compress(json.dumps(OK).encode())[:20], **{"Content-Encoding": "gzip"}),
@@ -87,6 +90,7 @@ SAYS = {
     "message_null": "no text content",
     "content_a_number": "no text content",
     "error_in_a_200": "model overloaded",
+    "part_text_null": "no text content",
     "gzip_lie": "gzip",
     "gzip_cut": "JSON",
     "not_utf8": "utf-8",
@@ -224,3 +228,43 @@ def test_a_refused_base_url_never_shows_a_password_or_query_key() -> None:
     message = str(caught.value).split("[type=")[0]
     assert "hunter2secret" not in message and "sk-abcdefgh" not in message
     assert "localhost:8080/v1" in message
+
+
+# -- Anthropic's Messages API answering oddly ------------------------------------------------
+
+ANTHROPIC_ANSWERS: dict[str, tuple[dict[str, Any], str]] = {
+    "text_null": ({"content": [{"type": "text", "text": None}]}, "no text block"),
+    "no_blocks": ({"content": [], "stop_reason": "refusal"}, "stop_reason='refusal'"),
+    "tool_only": (
+        {"content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        "no text block",
+    ),
+    "content_a_string": ({"content": "fine"}, "no content"),
+    "error_in_a_200": (
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        "Overloaded",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ANTHROPIC_ANSWERS))
+def test_anthropic_answers_that_hold_no_text_fail_their_row(name: str) -> None:
+    async def messages(request: web.Request) -> web.Response:
+        text = json.dumps(await request.json())
+        if "[[" not in text:
+            usage = {"input_tokens": 1, "output_tokens": 1}
+            return web.json_response(
+                {"content": [{"type": "text", "text": "fine"}], "usage": usage}
+            )
+        return web.json_response(ANTHROPIC_ANSWERS[name][0])
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", messages)
+    with serve(app) as base:
+        llm = AnthropicLLM(model="m", base_url=base, api_key="k", **FAST)
+        with loaded(TextGeneration(name="ask", llm=llm)) as task:
+            fine, odd = next(task.process([{"instruction": "hi"}, {"instruction": "[[x]]"}]))
+    assert fine["generation"] == "fine"
+    assert odd["generation"] is None
+    error = odd[METADATA_COLUMN]["error_ask"]
+    assert error.startswith("step 'ask': row 1: ") and ANTHROPIC_ANSWERS[name][1] in error
