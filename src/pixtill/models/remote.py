@@ -30,7 +30,7 @@ from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
-from pixtill.models.http import Clock, Transport
+from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 from pixtill.utils.secrets import secret_values_in
 
@@ -52,6 +52,8 @@ def SecretField(description: str) -> Any:
 
 class InvalidResponseError(RuntimeError):
     """A 2xx response whose body is not what the backend's API promises."""
+
+    kind = ErrorKind.INVALID_RESPONSE  # read by `ResultError.of`
 
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
