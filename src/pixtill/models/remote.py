@@ -32,7 +32,7 @@ from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
 from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
-from pixtill.utils.secrets import secret_values_in
+from pixtill.utils.secrets import refuse_masked_credentials, secret_values_in
 
 __all__ = [
     "InvalidResponseError",
@@ -219,6 +219,10 @@ class RemoteModel(BaseModel):
     def _build_runtime(
         self, *, transport: Transport | None = None, clock: Clock | None = None
     ) -> RemoteRuntime:
+        refuse_masked_credentials(
+            type(self).__name__,
+            {"generation_kwargs": self.generation_kwargs, "base_url": self.base_url},
+        )
         self._prepare()
         auth = self._auth_headers()
         headers = self._extra_headers()

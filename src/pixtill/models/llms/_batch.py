@@ -31,6 +31,7 @@ from pixtill.models.llms._wire import Choice, _image_of
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.remote import InvalidResponseError, RemoteModel
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
 from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.paths import cache_dir, write_atomically
@@ -132,6 +133,12 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         self._stop_loop(self.aclose)
         super().unload()
 
+    def _extra_headers(self) -> dict[str, str]:
+        # The request lines cannot carry headers: generation_kwargs' extra_headers (the SDK's
+        # name) go with every call of the batch API instead (OpenAI-Project, beta flags...).
+        params = dict(self.generation_kwargs)
+        return split_request_options(params, type(self).__name__).headers
+
     def _state_folder(self) -> Path:
         return self.state_dir if self.state_dir is not None else cache_dir() / "batches"
 
@@ -175,6 +182,12 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         engine = await self._aengine()
         n = requests[0].n
         params = requests[0].call_kwargs()  # the lines carry the structured output too
+        options = split_request_options(params, type(self).__name__)
+        if options.query:
+            raise ValueError(
+                f"{type(self).__name__}: extra_query cannot go with the requests of a batch"
+            )
+        params.update(options.body)  # the body fields of every request line
         outputs: dict[int, ModelResult] = {}
         lines: list[RequestLine] = []
         for index, request in enumerate(requests):

@@ -22,6 +22,7 @@ from pixtill.models.remote import (
     resolve_secret,
 )
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
 from pixtill.models.results import ModelResult
 from pixtill.models.structured import (
     StructuredOutputNotSupportedError,
@@ -47,7 +48,9 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
     bytes (formats the API does not take are sent as PNG). ``max_tokens`` (required by the API)
     defaults to 1024; OpenAI-style ``stop`` and ``max_completion_tokens`` are translated, other
     ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``...) go as
-    they are. The API has no ``n``: several generations are separate requests.
+    they are, except the SDK's request options: ``extra_headers`` (e.g. an ``anthropic-beta``
+    flag) are sent as HTTP headers, ``extra_query`` as query parameters, ``extra_body``'s keys
+    merged into the body. The API has no ``n``: several generations are separate requests.
 
     Structured output (a task's ``structured_output=``) is sent as one forced tool whose
     ``input_schema`` is the schema; the tool call's input comes back as the generation's JSON
@@ -94,6 +97,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         input = request.input
         params = dict(request.settings)
         params.pop("structured_output", None)  # only `request.structured_output` counts
+        options = split_request_options(params, type(self).__name__)
         spec = request.structured_output
         params = _anthropic_params(params)
         tool = _tool_of(spec) if spec is not None else None
@@ -107,6 +111,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             body: dict[str, Any] = {"model": self.model, "messages": messages, **params}
             if system is not None:
                 body["system"] = system
+            body.update(options.body)
             return body
 
         payload = once(build)
@@ -115,10 +120,11 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         if self.tokens_per_minute is not None:
             chars, images = prompt_chars(input)
             tokens = chars // 4 + images * _IMAGE_TOKEN_ESTIMATE + int(params["max_tokens"])
-        url = self._messages_url()
+        url = options.url(self._messages_url())
+        headers = options.headers or None
 
         async def one(_: int) -> Choice:
-            body = await self._post_json(engine, url, payload, tokens=tokens)
+            body = await self._post_json(engine, url, payload, headers=headers, tokens=tokens)
             return self._parse(body, tool_name)
 
         return ModelResult.of(await fan_out(request.n, one))

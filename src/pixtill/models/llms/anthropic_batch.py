@@ -75,7 +75,7 @@ class AnthropicBatchLLM(BatchLLM):
         return {"x-api-key": key}
 
     def _extra_headers(self) -> dict[str, str]:
-        return {"anthropic-version": self.anthropic_version}
+        return {"anthropic-version": self.anthropic_version, **super()._extra_headers()}
 
     async def _request_lines(
         self, index: int, input: FormattedInput, num_generations: int, params: dict[str, Any]

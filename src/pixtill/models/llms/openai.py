@@ -30,6 +30,7 @@ from pixtill.models.remote import (
     resolve_secret,
 )
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
 from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of, schema_name
 from pixtill.models.transport import Payload, RequestEngine, RequestError
@@ -182,6 +183,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         input = request.input
         params = dict(request.settings)
         params.pop("structured_output", None)  # only `request.structured_output` counts
+        options = split_request_options(params, type(self).__name__)
         spec = request.structured_output
         for key in _RESERVED:
             params.pop(key, None)
@@ -196,6 +198,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
             body: dict[str, Any] = {"model": self._wire_model(), "messages": messages, **params}
             if response_format is not None:
                 body["response_format"] = response_format
+            body.update(options.body)
             return body
 
         payload = once(build)
@@ -204,29 +207,39 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         if self.tokens_per_minute is not None:
             tokens = self._estimate_tokens(input, params)
             tokens_n = self._estimate_tokens(input, params, n)
-        url = self._chat_url()
+        url = options.url(self._chat_url())
+        headers = options.headers or None
 
         if n > 1 and self.native_n and not self._n_unsupported:
             try:
-                body = await self._post_json(engine, url, _with(payload, n=n), tokens=tokens_n)
+                body = await self._post_json(
+                    engine, url, _with(payload, n=n), headers=headers, tokens=tokens_n
+                )
             except RequestError as exc:
                 if exc.status not in _N_REJECTED:
                     raise
                 choices = await self._fan_out(
-                    engine, url, payload, n, 0, tokens, params.get("seed")
+                    engine, url, payload, n, 0, tokens, params.get("seed"), headers
                 )
                 self._n_unsupported = True  # the single requests worked: n was the problem
                 return ModelResult.of(choices)
             choices = self._parse(body)[:n]
             if len(choices) < n:
                 more = await self._fan_out(
-                    engine, url, payload, n - len(choices), len(choices), tokens, params.get("seed")
+                    engine,
+                    url,
+                    payload,
+                    n - len(choices),
+                    len(choices),
+                    tokens,
+                    params.get("seed"),
+                    headers,
                 )
                 self._n_unsupported = True
                 choices += more
             return ModelResult.of(choices)
         return ModelResult.of(
-            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"))
+            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"), headers)
         )
 
     async def _fan_out(
@@ -238,12 +251,13 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         offset: int,
         tokens: int,
         seed: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> list[Choice]:
         async def one(k: int) -> Choice:
             body: Payload = payload
             if isinstance(seed, int) and offset + k > 0:  # distinct seeds, distinct answers
                 body = _with(payload, seed=seed + offset + k)
-            response = await self._post_json(engine, url, body, tokens=tokens)
+            response = await self._post_json(engine, url, body, headers=headers, tokens=tokens)
             return self._parse(response)[0]
 
         return await fan_out(count, one)
@@ -312,7 +326,10 @@ class OpenAILLM(OpenAIChatLLM):
     Images go as ``image_url`` parts: http(s) URLs are passed through for the server to fetch,
     every other image is sent as a data URL (resized first with ``image_resize``).
     ``generation_kwargs`` go into the request as they are (``max_tokens`` or
-    ``max_completion_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``, ...).
+    ``max_completion_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``, ...), except
+    the SDK's request options: ``extra_headers`` are sent as HTTP headers, ``extra_query`` as
+    query parameters and ``extra_body``'s keys merged into the body
+    (`pixtill.models.request_options`).
 
     Statistics per generation: ``input_tokens`` is the request's prompt tokens, ``output_tokens``
     the choice's completion tokens (the request's total split evenly when the server gives only
