@@ -624,7 +624,16 @@ class FakeProviders:
                 name = hashlib.sha256(image).hexdigest()[:16] + ".png"
                 self.files[name] = image
                 data.append({"url": f"{request.url.origin()}/files/{name}"})
-        return web.json_response({"created": 0, "data": data})
+        answer: dict[str, Any] = {"created": 0, "data": data}
+        if model.startswith("gpt-image"):  # token usage, as OpenAI reports it for these models
+            words = len(prompt.split())
+            answer["usage"] = {
+                "input_tokens": words,
+                "output_tokens": 272 * n + 1,  # not a multiple of n: the split must add up
+                "total_tokens": words + 272 * n + 1,
+                "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+            }
+        return web.json_response(answer)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         self.file_gets += 1

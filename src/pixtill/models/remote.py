@@ -30,9 +30,9 @@ from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
-from pixtill.models.http import Clock, Transport
+from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
-from pixtill.utils.secrets import secret_values_in
+from pixtill.utils.secrets import refuse_masked_credentials, secret_values_in
 
 __all__ = [
     "InvalidResponseError",
@@ -52,6 +52,8 @@ def SecretField(description: str) -> Any:
 
 class InvalidResponseError(RuntimeError):
     """A 2xx response whose body is not what the backend's API promises."""
+
+    kind = ErrorKind.INVALID_RESPONSE  # read by `ResultError.of`
 
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
@@ -233,6 +235,10 @@ class RemoteModel(BaseModel):
     def _build_runtime(
         self, *, transport: Transport | None = None, clock: Clock | None = None
     ) -> RemoteRuntime:
+        refuse_masked_credentials(
+            type(self).__name__,
+            {"generation_kwargs": self.generation_kwargs, "base_url": self.base_url},
+        )
         self._prepare()
         auth = self._auth_headers()
         headers = self._extra_headers()

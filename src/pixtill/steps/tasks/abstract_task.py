@@ -19,9 +19,10 @@ from pixtill.models.image_generation.base import AsyncImageGenerationModel
 from pixtill.models.llms.base import AsyncLLM
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
+from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
 from pixtill.steps.tasks.failures import failure_column, upstream_failure
 from pixtill.steps.tasks.results import GenerationResult
-from pixtill.steps.tasks.task_outputs import METADATA_COLUMN, _TaskOutputs, check_metadata
+from pixtill.steps.tasks.task_outputs import _TaskOutputs
 from pixtill.steps.typing import Row, StepOutput
 
 _WARNINGS_LOCK = threading.Lock()
