@@ -95,7 +95,7 @@ SAYS = {
     "gzip_lie": "gzip",
     "gzip_cut": "JSON",
     "not_utf8": "utf-8",
-    "deep_json": "",
+    "deep_json": "malformed JSON body",
 }
 
 
