@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from jinja2.exceptions import SecurityError
 
-from doubles import DescribingLLM
+from doubles import DescribingLLM, PaletteImageModel
 from pixtill.errors import RowError, StepConfigError
 from pixtill.images import ImageDecodeError, ImageNotFoundError, ImageRef, coerce_image
 from pixtill.pipeline import Pipeline
 from pixtill.pipeline.config_file import PipelineConfigError
 from pixtill.prompts import PromptTemplate
 from pixtill.steps import LoadDataFromDicts, LoadDataFromFileSystem
-from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration
+from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration, TextGeneration
 
 # -- image values that are neither an image nor a path to one --------------------------------
 
@@ -245,3 +245,19 @@ def test_a_glob_that_matches_nothing_says_so(tmp_path: Path) -> None:
     step = LoadDataFromFileSystem(name="files", data_files=str(tmp_path / "none-*.jsonl"))
     with pytest.raises(StepConfigError, match="no file matches"):
         step.load()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "got"),
+    [("", "an empty string"), ("   ", "an empty string"), (7, "int"), (["a"], "list")],
+)
+def test_an_image_prompt_that_is_no_text_says_what_it_is(prompt: Any, got: str) -> None:
+    task = ImageGeneration(name="paint", image_generation_model=PaletteImageModel())
+    task.load()
+    try:
+        fine, odd = next(task.process([{"prompt": "a cat"}, {"prompt": prompt}]))
+    finally:
+        task.unload()
+    assert fine["image"] is not None and odd["image"] is None
+    error = odd[METADATA_COLUMN]["error_paint"]
+    assert error == f"step 'paint': row 1, column 'prompt': expected a non-empty string, got {got}"

@@ -311,3 +311,48 @@ def test_the_cli_names_an_unknown_host_in_one_line(
     )
     assert "is unavailable" in errors[0] and "host" in errors[0]
     assert key not in err
+
+
+# -- usage counts that are not counts --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "many", "completion_tokens": -5},
+        {"prompt_tokens": -1, "completion_tokens": None},
+        {"prompt_tokens": True, "completion_tokens": 2.5},
+        [1, 2],
+    ],
+    ids=repr,
+)
+def test_garbage_usage_is_no_statistic(usage: Any) -> None:
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({**OK, "usage": usage})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    with serve(app) as base, loaded(_task(base)) as task:
+        (row,) = next(task.process([{"instruction": "hi"}]))
+    assert row["generation"] == "fine"  # the text is still good
+    statistics = row[METADATA_COLUMN].get("statistics_ask") or {}
+    for count in statistics.values():
+        assert count is None or (isinstance(count, int) and count >= 0), statistics
+
+
+def test_anthropic_negative_usage_is_no_statistic() -> None:
+    async def messages(request: web.Request) -> web.Response:
+        await request.read()
+        usage = {"input_tokens": -3, "output_tokens": "x"}
+        return web.json_response({"content": [{"type": "text", "text": "fine"}], "usage": usage})
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", messages)
+    with serve(app) as base:
+        llm = AnthropicLLM(model="m", base_url=base, api_key="k", **FAST)
+        with loaded(TextGeneration(name="ask", llm=llm)) as task:
+            (row,) = next(task.process([{"instruction": "hi"}]))
+    assert row["generation"] == "fine"
+    statistics = row[METADATA_COLUMN].get("statistics_ask") or {}
+    assert all(count is None or count >= 0 for count in statistics.values()), statistics

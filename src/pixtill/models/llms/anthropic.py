@@ -203,7 +203,10 @@ def _tool_of(spec: StructuredOutputSpec) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _anthropic_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -116,7 +116,10 @@ def _with(
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _split(total: int, parts: int) -> list[int]:
