@@ -23,7 +23,7 @@ from pixtill.cli import main
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_generation import OpenAIImageGeneration
 from pixtill.models.llms import AnthropicLLM, InferenceEndpointsLLM, OpenAILLM
-from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration
+from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration, TextGenerationWithImage
 
 OK = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}}]}
 _MARKER = re.compile(r"\[\[(\w+)\]\]")
@@ -356,3 +356,43 @@ def test_anthropic_negative_usage_is_no_statistic() -> None:
     assert row["generation"] == "fine"
     statistics = row[METADATA_COLUMN].get("statistics_ask") or {}
     assert all(count is None or count >= 0 for count in statistics.values()), statistics
+
+
+# -- which column a server's complaint is about ----------------------------------------------
+
+IMAGE_URL = "https://photos.example.org/cat.png"
+
+
+@pytest.mark.parametrize(
+    ("message", "column"),
+    [
+        # vLLM / aiohttp, naming only the image's host
+        (
+            "Cannot connect to host photos.example.org:443 ssl:default [Name or service not known]",
+            "image",
+        ),
+        ("illegal base64 data at input byte 0", "image"),  # Ollama
+        ("Image does not match the provided media type image/png", "image"),  # Anthropic
+        ("Unable to download the file. Please verify the URL and try again.", "image"),
+        ("This model's maximum context length is 4096 tokens", None),
+        ("Invalid value for 'temperature': must be at most 2", None),
+    ],
+)
+def test_a_400_names_the_image_column_only_when_it_is_about_the_image(
+    message: str, column: str | None
+) -> None:
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"error": {"message": message}}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/images-api/chat/completions", chat)
+    # the API under a path that holds "images": its own URL blames no column
+    with serve(app) as base:
+        llm = OpenAILLM(model="m", base_url=f"{base}/v1/images-api", api_key="k", **FAST)
+        task = TextGenerationWithImage(name="vision", llm=llm)
+        with loaded(task):
+            (row,) = next(task.process([{"instruction": "what?", "image": IMAGE_URL}]))
+    error = row[METADATA_COLUMN]["error_vision"]
+    where = "step 'vision': row 0" + (f", column '{column}'" if column else "") + ": "
+    assert error.startswith(where), error
