@@ -261,3 +261,52 @@ def test_an_image_prompt_that_is_no_text_says_what_it_is(prompt: Any, got: str) 
     assert fine["image"] is not None and odd["image"] is None
     error = odd[METADATA_COLUMN]["error_paint"]
     assert error == f"step 'paint': row 1, column 'prompt': expected a non-empty string, got {got}"
+
+
+# -- the same mapping gives the same row through task.process and both pipeline paths -------
+
+ROW = {"instruction": "I", "q": "Q", "generation": "G", "system_prompt": "S"}
+
+
+def _through(path: str, tmp_path: Path, **mappings: Any) -> dict[str, Any]:
+    if path == "task.process":
+        (row,) = _process(TextGeneration(name="t", llm=DescribingLLM(), **mappings), [dict(ROW)])
+    else:
+        with Pipeline(name=f"mapped-{path}", cache_dir=tmp_path / "cache") as pipeline:
+            task = TextGeneration(
+                name="t", llm=DescribingLLM(), replicas=1 if path == "stream" else 2, **mappings
+            )
+            LoadDataFromDicts(data=[ROW]) >> task
+        (row,) = pipeline.run(show_progress=False, output_dir=tmp_path / f"out-{path}")["t"]
+    return {k: v for k, v in row.items() if k not in (METADATA_COLUMN, "model_name")}
+
+
+@pytest.mark.parametrize("path", ["task.process", "stream", "batch"])
+def test_swapped_input_mappings_swap(tmp_path: Path, path: str) -> None:
+    row = _through(
+        path,
+        tmp_path,
+        input_mappings={"instruction": "system_prompt", "system_prompt": "instruction"},
+    )
+    assert row["generation"].endswith("I | user: S")  # system prompt "I", instruction "S"
+    assert {k: row[k] for k in ("instruction", "system_prompt", "q")} == {
+        "instruction": "I",
+        "system_prompt": "S",
+        "q": "Q",
+    }
+
+
+@pytest.mark.parametrize("path", ["task.process", "stream", "batch"])
+def test_an_output_mapped_onto_the_inputs_own_name_keeps_the_input(
+    tmp_path: Path, path: str
+) -> None:
+    # reads "q" as its instruction and writes the generation to the dataset column
+    # "instruction": "q" must keep its value, and "instruction" holds the generation
+    row = _through(
+        path,
+        tmp_path,
+        input_mappings={"instruction": "q"},
+        output_mappings={"generation": "instruction"},
+    )
+    assert row["instruction"].endswith("user: Q")
+    assert (row["q"], row["generation"], row["system_prompt"]) == ("Q", "G", "S")

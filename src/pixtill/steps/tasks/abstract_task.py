@@ -196,6 +196,9 @@ class _Task(_TaskOutputs):
                     shadowed = step_col != data_col and step_col in original
                     if shadowed and step_col not in written:
                         row[step_col] = original[step_col]
+                    if step_col in written and data_col in original and data_col not in written:
+                        # an output took the input's step-side name: the input keeps its own
+                        row[data_col] = original[data_col]
                 out.append(row)
         yield out
 
