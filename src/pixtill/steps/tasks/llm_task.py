@@ -46,9 +46,7 @@ class Task(_Task):
     def model_request(self, formatted: Any) -> ModelRequest[Any]:
         """The canonical request of one formatted row: ``num_generations``, the model's
         generation settings and this task's structured output (`get_structured_output`)."""
-        request: ModelRequest[Any] = ModelRequest.of_call(
-            formatted, self.num_generations, self.llm.get_generation_kwargs()
-        )
+        request = super().model_request(formatted)
         spec = self.get_structured_output()
         if spec is None:
             return request
