@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
@@ -137,6 +137,22 @@ class RemoteModel(BaseModel):
 
     # Built by `load()` or the first call; never copied nor pickled.
     _runtime: RemoteRuntime | None = PrivateAttr(default=None)
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host: ``localhost:11434/v1`` or ``htp://...`` would otherwise
+        fail every row with a client error instead of saying what is wrong."""
+        if value is None:
+            return value
+        scheme, sep, rest = value.strip().partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            shown = value.strip().partition("?")[0].rpartition("@")[2]  # no password nor ?key=
+            guess = f"; did you mean 'http://{shown}'?" if not sep else ""
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL with a host, got {shown!r}{guess}"
+            )
+        return value
 
     # ----------------------------------------------------------------- for subclasses
 

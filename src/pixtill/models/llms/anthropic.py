@@ -153,10 +153,12 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             ]
             texts = [fast_json.dumps(calls[0]).decode()] if calls else []
         else:
-            texts = [
-                str(block.get("text", ""))
+            texts = [  # a block whose text is null is no text, never the word "None"
+                block["text"]
                 for block in content
-                if isinstance(block, dict) and block.get("type") == "text"
+                if isinstance(block, dict)
+                and block.get("type") == "text"
+                and isinstance(block.get("text"), str)
             ]
         if not texts:
             if tool_name is not None:

@@ -93,10 +93,12 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # some servers answer with content parts
-        texts = [
-            str(part.get("text", ""))
+        texts = [  # a part whose text is null is no text, never the word "None"
+            part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") in ("text", "output_text")
+            if isinstance(part, dict)
+            and part.get("type") in ("text", "output_text")
+            and isinstance(part.get("text"), str)
         ]
         return "".join(texts) if texts else None
     return None
