@@ -169,6 +169,7 @@ class _Task(_TaskOutputs):
             errors=errors,
             formatted_input=formatted,
             row_number=row_number,
+            causes=[r.cause for r in results],
         )
         failure = next((e for e in errors if e is not None), None)
         if failure is None:
