@@ -156,7 +156,7 @@ def test_429s_from_before_the_cut_cause_one_cut_only() -> None:
     assert limit.value == 51  # cut to 85 (x0.85), held at the 51 attempts out at the cut
     for _ in range(3):  # recovery: new attempts are refused too (the server is still full)
         votes = [limit.started() for _ in range(50)]
-        assert set(votes) == {AdaptiveLimit.RECOVERING}
+        assert limit.epoch not in votes
         for epoch in votes:
             assert limit.record_rate_limited(epoch) is False
             limit.finished(epoch)
@@ -167,7 +167,7 @@ def test_429s_from_before_the_cut_cause_one_cut_only() -> None:
         limit.finished(epoch)
     assert limit.value == 85
     epoch = limit.started()
-    assert epoch == limit.epoch != AdaptiveLimit.RECOVERING
+    assert epoch == limit.epoch
     lowered = [limit.record_rate_limited(limit.started()) for _ in range(50)]
     assert lowered.count(True) == 1  # a real limit in the new window: the next cut
     assert limit.value < 85
@@ -197,17 +197,20 @@ def test_a_cut_never_falls_below_the_concurrency_the_server_sustained() -> None:
 
 def test_converges_near_k_on_a_server_that_refuses_above_k(monkeypatch: Any) -> None:
     """A simulated server holding at most K=64 requests of 200 ms (429 at once above that),
-    C=300: within a second the window is near K and stays there, the server answers about
-    K/latency successes a second, and few requests are refused once settled. (Halving on
-    every burst of 429s answered by a still-full server fell to 38 and took 5 s to climb back.)"""
+    C=500, a client that spends 0.5 ms of one core on each attempt: within two seconds the
+    window is near K and stays there, the server answers about K/latency successes a second,
+    and few requests are refused once settled. (Halving on every burst of 429s answered by a
+    still-full server fell to 33 and took 6 s to climb back.)"""
     monkeypatch.setattr("pixtill.models._retry.random", random.Random(3))
-    k, latency = 64, 0.2
+    k, latency, cpu_cost = 64, 0.2, 0.0005
     clock = ManualClock()
-    held = 0
+    held, cpu_free_at = 0, 0.0
     log: list[tuple[float, bool, int]] = []  # (time, success, window)
 
     async def server(request: HttpRequest) -> HttpResponse:
-        nonlocal held
+        nonlocal held, cpu_free_at
+        cpu_free_at = max(clock.now, cpu_free_at) + cpu_cost  # attempts queue for the CPU
+        await clock.sleep(cpu_free_at - clock.now)
         if held >= k:
             log.append((clock.now, False, engine.limit.value))
             return HttpResponse(429)
@@ -219,7 +222,7 @@ def test_converges_near_k_on_a_server_that_refuses_above_k(monkeypatch: Any) -> 
         log.append((clock.now, True, engine.limit.value))
         return OK
 
-    engine, _, _ = engine_with(server, clock, max_concurrent_requests=300, max_retries=8)
+    engine, _, _ = engine_with(server, clock, max_concurrent_requests=500, max_retries=8)
 
     async def main() -> list[Any]:
         return await asyncio.gather(
@@ -227,11 +230,11 @@ def test_converges_near_k_on_a_server_that_refuses_above_k(monkeypatch: Any) -> 
         )
 
     assert len(run(main())) == 2000
-    settled = [entry for entry in log if 1.0 <= entry[0] < 6.0]
+    settled = [entry for entry in log if 2.0 <= entry[0] < 7.0]
     assert min(window for _, _, window in settled) >= int(0.85 * k)
     assert max(window for _, _, window in settled) <= int(1.1 * k)
     successes = sum(ok for _, ok, _ in settled)
-    assert successes >= 0.9 * (k / latency) * 5
+    assert successes >= 0.85 * (k / latency) * 5  # the target of benchmarks/rate_limits.py
     refused = [ok for at, ok, _ in log if at >= 3.0]
     assert refused.count(False) / len(refused) < 0.1
 
@@ -377,7 +380,7 @@ def test_pause_holds_back_new_starts() -> None:
 
     run(main())
     assert engine.limit.value == 20  # paused, not cut
-    assert engine.limit.epoch == 1  # one pause (a new epoch), no cut
+    assert engine.limit.epoch == 2  # one pause (a new epoch, after one for recovery), no cut
     retried = starts[20:]
     assert retried and min(retried) >= 2.0
 

@@ -42,7 +42,11 @@ class AdaptiveLimit:
       attempts started before the decrease have finished (*recovery*, `started` / `finished`):
       until then those attempts still hold the server's slots, so a 429 answered to a newer
       attempt says nothing about the new window. One burst of 429s thus lowers the limit once
-      per round trip, as TCP lowers its window once per window of data;
+      per round trip, as TCP lowers its window once per window of data. During recovery
+      `value` is at most the attempts in flight at the decrease (a new attempt starts only as
+      an old one ends), and recovery lasts three mean latencies at most (a hung attempt does
+      not silence the 429s for its whole timeout). Callers that do not bracket attempts with
+      `started` / `finished` get no recovery, only the epochs;
     * the cut is ``value * max(decrease, 1 - share / 2)`` (a cut that follows how far above
       the limit the window is; the half: 429s are answered at once, so they are
       over-represented among recent responses), but never below the concurrency the server
@@ -63,19 +67,17 @@ class AdaptiveLimit:
     ``clock`` returns seconds (monotonic); inject one in tests. Not thread-safe.
     """
 
-    RECOVERING = -1
-    """The epoch `started` hands out during recovery: such attempts never vote."""
-
     __slots__ = (
         "_busy",
         "_clock",
         "_cut_at",
         "_held",
+        "_in_flight",
         "_limited",
         "_old_open",
-        "_open",
         "_pause_tried",
         "_paused_until",
+        "_recovery",
         "_responses",
         "_successes",
         "_value",
@@ -115,8 +117,9 @@ class AdaptiveLimit:
         self._paused_until = -math.inf
         self._pause_tried = False
         self._clock = clock
-        self._open = 0  # attempts of the current epoch in flight
-        self._old_open = 0  # attempts of earlier epochs in flight
+        self._in_flight = 0  # attempts between `started` and `finished`
+        self._old_open = 0  # of those, the ones started before the last decrease
+        self._recovery = -1  # the non-voting epoch handed out during recovery
         self._cut_at = -math.inf
         self._held = 0  # attempts in flight at the last decrease
         self._successes: deque[tuple[float, float]] = deque()  # (answered at, latency)
@@ -145,20 +148,19 @@ class AdaptiveLimit:
     # ------------------------------------------------------------- attempts and Little's law
 
     def started(self) -> int:
-        """An attempt starts now; return the epoch it votes in (`RECOVERING`: it does not).
-
-        Call `finished` with the returned value when it ends, whatever the outcome."""
+        """An attempt starts now; return the epoch it belongs to (during recovery one that
+        never equals `epoch`, so it does not vote). Call `finished` with the returned value
+        when it ends, whatever the outcome."""
+        self._in_flight += 1
         if self._old_open > 0 and self._recovering():
-            return self.RECOVERING
-        self._open += 1
+            return self._recovery
         return self.epoch
 
     def finished(self, epoch: int) -> None:
         """The attempt `started` returned ``epoch`` for has ended (answered, failed or
         cancelled)."""
-        if epoch == self.epoch:
-            self._open = max(0, self._open - 1)
-        elif epoch != self.RECOVERING:
+        self._in_flight = max(0, self._in_flight - 1)
+        if epoch < self._recovery:  # started before the last decrease
             self._old_open = max(0, self._old_open - 1)
 
     def _recovering(self) -> bool:
@@ -273,11 +275,12 @@ class AdaptiveLimit:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def _new_epoch(self) -> None:
-        self.epoch += 1
+        # Epochs only grow: everything started before this decrease has an epoch below
+        # `_recovery`, which attempts started during recovery get, and `epoch` comes after.
+        self._recovery = self.epoch + 1
+        self.epoch += 2
         self._responses = self._limited = 0.0
-        self._old_open += self._open
-        self._held = self._old_open
-        self._open = 0
+        self._old_open = self._held = self._in_flight
         self._cut_at = self._clock()
 
     def __repr__(self) -> str:

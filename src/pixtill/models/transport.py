@@ -3,15 +3,17 @@
 :class:`RequestEngine` keeps up to ``max_concurrent_requests`` requests in flight as a sliding
 window - the next request starts the moment any one finishes - and retries each request on its
 own (429 / 408 / 5xx / timeouts / connection errors, exponential backoff with full jitter,
-``Retry-After`` honoured; the policy is `pixtill.models._retry`). It is the only owner of the window: a request holds a slot while its
-payload is built (``payload`` may be a coroutine function, so images are encoded only when a
-slot is free) and while it is on the wire, never while it waits out a backoff.
+``Retry-After`` honoured; the policy is `pixtill.models._retry`). It is the only owner of the
+window: a request holds a slot while its payload is built (``payload`` may be a coroutine
+function, so images are encoded only when a slot is free) and while it is on the wire, never
+while it waits out a backoff.
 
-Adaptive concurrency (`AdaptiveLimit`): the window shrinks only when the recent 429 share says
-a limit is real, at most once per window of responses (429s answered while attempts from before
-the last cut still hold the server do not vote), never below the concurrency the server has
-just sustained (Little's law); a real limit whose 429s carry ``Retry-After`` pauses new starts
-instead; the window grows back by about one slot per window of successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
+Adaptive concurrency (`AdaptiveLimit`): the window shrinks only when the recent 429 share says a
+limit is real, at most once per window of responses (429s answered while attempts from before
+the last cut still hold the server do not vote), never below the concurrency the server has just
+sustained (Little's law); a real limit whose 429s carry ``Retry-After`` pauses new starts
+instead; the window grows back by about one slot per window of successes. Optional
+requests-per-minute and tokens-per-minute buckets pace attempts.
 
 Fail-fast (`~pixtill.models._failfast.FailFast`): until a model request has succeeded, a
 refused connection, an unknown host, 401/403, 404/405, the first ``fail_fast_attempts`` attempts
