@@ -28,8 +28,8 @@ from pixtill.pipeline.rows import (
     with_image_refs,
 )
 from pixtill.steps.base import Step, _Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
-from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 from pixtill.store.cache import ResponseCache
 from pixtill.store.keys import row_key, step_signature

@@ -17,8 +17,8 @@ from typing import Any
 
 from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.steps.base import _Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
-from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 
 
@@ -123,13 +123,20 @@ def apply_delta(row: Row, change: Mapping[str, Any]) -> Row:
     return out
 
 
-def merge_rows(rows: list[Row]) -> Row:
-    """One row from the rows of several branches (later branches win; metadata merged)."""
+def merge_rows(rows: list[Row], owned: list[frozenset[str]] | None = None) -> Row:
+    """One row from the rows of several branches, metadata merged. ``owned[i]``: the columns
+    that only branch ``i`` writes (`Graph.branch_columns`), taken from its row even where a
+    later branch still carries an older value from above the fork; any other column is the
+    same on every branch that has it (the last one's value is kept)."""
     merged: Row = {}
     meta: dict[str, Any] = {}
     for row in rows:
         merged.update(row)
         meta.update(metadata_of(row))
+    for row, columns in zip(rows, owned or ()):
+        for column in columns:
+            if column in row:
+                merged[column] = row[column]
     if meta:
         merged[METADATA_COLUMN] = meta
     return merged

@@ -22,6 +22,8 @@ import base64
 import io
 import json
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +126,25 @@ class FakeBatches:
         self.rejected: list[str] = []
         self.downloads = 0
         self.echo_key: str | None = None
+        # Batches polled while ``hold`` is set: a client polls only after it has saved the
+        # batch's id, so a test waits on this (`wait_for_polls`) instead of on the clock.
+        self.polled_while_held: set[str] = set()
+        self._changed = threading.Condition()
+
+    def wait_for_polls(self, count: int, timeout: float, stop: Callable[[], bool]) -> bool:
+        """Block until ``count`` distinct batches were polled while held, or ``stop()`` is true
+        (checked whenever `wake` is called), or ``timeout`` seconds pass (a safety net, not
+        the test's condition). True when the polls were seen."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(self.polled_while_held) >= count or stop(), timeout=timeout
+            )
+            return len(self.polled_while_held) >= count
+
+    def wake(self) -> None:
+        """Make `wait_for_polls` re-check its ``stop`` condition (another thread saw news)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=512 * 2**20)
@@ -201,6 +222,9 @@ class FakeBatches:
 
     def _finished(self, batch: Batch) -> bool:
         if self.hold:
+            with self._changed:
+                self.polled_while_held.add(batch.id)
+                self._changed.notify_all()
             return False
         batch.polls += 1
         return batch.polls > self.polls_before_done

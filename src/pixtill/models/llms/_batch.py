@@ -18,7 +18,8 @@ import hashlib
 import logging
 import time
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,9 +27,12 @@ from pydantic import Field
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
-from pixtill.models.llms._wire import Choice, _image_of, generate_output
-from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
+from pixtill.models.llms._wire import Choice, _image_of
+from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.remote import InvalidResponseError, RemoteModel
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.paths import cache_dir, write_atomically
 from pixtill.utils import fast_json
@@ -129,11 +133,18 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         self._stop_loop(self.aclose)
         super().unload()
 
+    def _extra_headers(self) -> dict[str, str]:
+        # The request lines cannot carry headers: generation_kwargs' extra_headers (the SDK's
+        # name) go with every call of the batch API instead (OpenAI-Project, beta flags...).
+        params = dict(self.generation_kwargs)
+        return split_request_options(params, type(self).__name__).headers
+
     def _state_folder(self) -> Path:
         return self.state_dir if self.state_dir is not None else cache_dir() / "batches"
 
     # ----------------------------------------------------------------- generation
 
+    @canonical_edge
     def generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
@@ -144,8 +155,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         (the batches go on; run again to collect them) and `RequestError` when the provider
         cannot be reached.
         """
-        return self._run_sync(self._agenerate(inputs, num_generations, kwargs))
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_generate_output() for result in self._generate_results(requests)]
 
+    @canonical_edge
     def offline_batch_generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
@@ -153,19 +169,36 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         only makes the task give this model every row at once)."""
         return self.generate(inputs, num_generations, **kwargs)
 
-    async def _agenerate(
-        self, inputs: list[FormattedInput], n: int, kwargs: dict[str, Any]
-    ) -> list[GenerateOutput]:
+    def _generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        if not requests:
+            return []
+        return self._run_sync(self._aresults(requests))
+
+    async def _aresults(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
         engine = await self._aengine()
-        params = {**self.generation_kwargs, **kwargs}
-        outputs: dict[int, GenerateOutput] = {}
+        n = requests[0].n
+        params = requests[0].call_kwargs()  # the lines carry the structured output too
+        options = split_request_options(params, type(self).__name__)
+        if options.query:
+            raise ValueError(
+                f"{type(self).__name__}: extra_query cannot go with the requests of a batch"
+            )
+        params.update(options.body)  # the body fields of every request line
+        outputs: dict[int, ModelResult] = {}
         lines: list[RequestLine] = []
-        for index, messages in enumerate(inputs):
+        for index, request in enumerate(requests):
+            messages = request.input
             try:
                 await asyncio.to_thread(check_images, messages)
                 lines += await self._request_lines(index, messages, n, params)
             except Exception as exc:
-                outputs[index] = failed_generate_output(self.describe_error(exc), n)
+                outputs[index] = ModelResult.failed(
+                    replace(ResultError.of(exc), message=self.describe_error(exc)), n
+                )
         if lines:
             encoded = [_encoded(self._wire_line(line)) for line in lines]
             choices = await self._run_batches(engine, lines, encoded)
@@ -177,13 +210,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 got: list[Choice] = []
                 for line in mine:
                     got += choices.get(line.custom_id) or [
-                        Choice(None, error=f"no result for request {line.custom_id}")
+                        Choice.failed(f"no result for request {line.custom_id}")
                     ]
-                got = got[:n] + [Choice(None, error="fewer generations than asked")] * max(
+                got = got[:n] + [Choice.failed("fewer generations than asked")] * max(
                     0, n - len(got)
                 )
-                outputs[index] = generate_output(got)
-        return [outputs[i] for i in range(len(inputs))]
+                outputs[index] = ModelResult.of(got)
+        return [outputs[i] for i in range(len(requests))]
 
     def _chunks(self, encoded: list[bytes]) -> list[range]:
         """Consecutive line ranges that each fit the provider's limits."""
@@ -237,7 +270,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 found = results.get(cid)
                 if not found:
                     why = status.failure or "has no result for it"
-                    found = [Choice(None, error=f"batch {batch_id} {why} (request {cid})")]
+                    found = [Choice.failed(f"batch {batch_id} {why} (request {cid})")]
                 by_id[cid] = found
         if ended_badly and state_path.exists():
             # A batch failed, expired or was cancelled: a later run submits again rather than

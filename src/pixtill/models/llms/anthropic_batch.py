@@ -75,7 +75,7 @@ class AnthropicBatchLLM(BatchLLM):
         return {"x-api-key": key}
 
     def _extra_headers(self) -> dict[str, str]:
-        return {"anthropic-version": self.anthropic_version}
+        return {"anthropic-version": self.anthropic_version, **super()._extra_headers()}
 
     async def _request_lines(
         self, index: int, input: FormattedInput, num_generations: int, params: dict[str, Any]
@@ -141,11 +141,11 @@ _PARSER = AnthropicLLM(model="batch-results", base_url="http://unused.invalid")
 
 def _choice(result: Any) -> Choice:
     if not isinstance(result, dict):
-        return Choice(None, error=f"AnthropicBatchLLM: malformed result {excerpt(result)}")
+        return Choice.failed(f"AnthropicBatchLLM: malformed result {excerpt(result)}")
     kind = result.get("type")
     if kind != "succeeded":
         detail = result.get("error") or kind
-        return Choice(None, error=f"Anthropic batch request {kind}: {excerpt(detail)}")
+        return Choice.failed(f"Anthropic batch request {kind}: {excerpt(detail)}")
     message = result.get("message")
     if isinstance(message, dict):
         for block in message.get("content") or []:
@@ -156,7 +156,7 @@ def _choice(result: Any) -> Choice:
     try:
         return _PARSER._parse(message)
     except InvalidResponseError as exc:
-        return Choice(None, error=str(exc))
+        return Choice.failed(str(exc))
 
 
 def _object(raw: bytes, what: str) -> dict[str, Any]:

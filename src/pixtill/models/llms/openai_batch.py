@@ -173,11 +173,11 @@ class OpenAIBatchLLM(BatchLLM):
         body = response.get("body")
         if error or code != 200:
             detail = error or (body.get("error") if isinstance(body, dict) else body)
-            return [Choice(None, error=f"OpenAI batch request failed ({code}): {excerpt(detail)}")]
+            return [Choice.failed(f"OpenAI batch request failed ({code}): {excerpt(detail)}")]
         try:
             return _PARSER._parse(body)
         except InvalidResponseError as exc:
-            return [Choice(None, error=str(exc))]
+            return [Choice.failed(str(exc))]
 
 
 class OpenAIBatchResults(OpenAIChatLLM):

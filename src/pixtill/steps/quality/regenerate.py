@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from pixtill.models.image_generation.base import failed_image_outputs
 from pixtill.steps.base import Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import (
     METADATA_COLUMN,
     GenerationResult,
@@ -135,10 +136,7 @@ class _JudgedImages(_Task):
             for i, scored in zip(todo, out):
                 # Only the judge's own columns: the image model's ``model_name`` stays.
                 merged = {**rows[i], **{c: scored.get(c) for c in columns}}
-                merged[METADATA_COLUMN] = {
-                    **(rows[i].get(METADATA_COLUMN) or {}),
-                    **(scored.get(METADATA_COLUMN) or {}),
-                }
+                merged[METADATA_COLUMN] = {**metadata_of(rows[i]), **metadata_of(scored)}
                 judged[i] = merged
         return [judged.get(i, row) for i, row in enumerate(rows)]
 
@@ -154,10 +152,10 @@ class _JudgedImages(_Task):
         record: dict[str, Any] = {"attempt": attempt + 1, "score": self._score_of(after)}
         if isinstance(seed, int):
             record["seed"] = seed + attempt
-        old = before.get(METADATA_COLUMN) or {}
+        old = metadata_of(before)
         errors = [
             str(value)
-            for key, value in (after.get(METADATA_COLUMN) or {}).items()
+            for key, value in metadata_of(after).items()
             if key.startswith("error_") and value and key not in old
         ]
         if errors:
@@ -201,7 +199,7 @@ class _JudgedImages(_Task):
             chosen = best[i]
             kept = dict(chosen[1] if chosen is not None else last[i])
             kept[ATTEMPTS_COLUMN] = len(history[i])
-            meta = dict(kept.get(METADATA_COLUMN) or {})
+            meta = dict(metadata_of(kept))
             meta[f"attempts_{self.name}"] = history[i]
             kept[METADATA_COLUMN] = meta
             for column in self._judge_columns():

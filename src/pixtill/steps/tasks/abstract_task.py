@@ -19,9 +19,10 @@ from pixtill.models.image_generation.base import AsyncImageGenerationModel
 from pixtill.models.llms.base import AsyncLLM
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
+from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
 from pixtill.steps.tasks.failures import failure_column, upstream_failure
 from pixtill.steps.tasks.results import GenerationResult
-from pixtill.steps.tasks.task_outputs import METADATA_COLUMN, _TaskOutputs, check_metadata
+from pixtill.steps.tasks.task_outputs import _TaskOutputs
 from pixtill.steps.typing import Row, StepOutput
 
 _WARNINGS_LOCK = threading.Lock()
@@ -105,7 +106,9 @@ class _Task(_TaskOutputs):
             return self.format_input(row)
         except (RowError, ImageError) as exc:
             message = exc.message + upstream_failure(row, exc.column, self.name)
-            raise RowError(message, step=self.name, row=index, column=exc.column) from exc
+            # the dataset's name of the column (the row here has the step's names)
+            column = self.input_mappings.get(exc.column, exc.column) if exc.column else None
+            raise RowError(message, step=self.name, row=index, column=column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
 
@@ -204,6 +207,12 @@ class _Task(_TaskOutputs):
         return [*self.get_outputs(), "model_name"]
 
     def process(self, inputs: StepInput) -> StepOutput:
+        """The rows' outputs, one batch. Called directly on a task that does not override it,
+        the input mappings apply as in a pipeline (which itself calls `process_rows` with the
+        rows renamed), so a mapped column is read and no dataset column is lost."""
+        if self.input_mappings and type(self).process is _Task.process:
+            yield from self.process_applying_mappings(inputs)
+            return
         yield self.process_batch(inputs)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:

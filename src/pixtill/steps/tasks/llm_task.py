@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from pixtill.errors import ModelUnavailableError
-from pixtill.models.llms.base import LLM, AsyncLLM, failed_generate_output
+from pixtill.models.llms.base import LLM, AsyncLLM
+from pixtill.models.request import ModelRequest
+from pixtill.models.results import ModelResult
 from pixtill.models.structured import (
     StructuredOutputError,
     StructuredOutputSpec,
     parse_structured,
 )
 from pixtill.steps.tasks.abstract_task import _Task
-from pixtill.steps.tasks.results import GenerationResult, results_from_generate_output
+from pixtill.steps.tasks.results import GenerationResult, failure_of, results_of_text
 
 
 class Task(_Task):
@@ -29,39 +31,38 @@ class Task(_Task):
         if not isinstance(llm, AsyncLLM):
             return await super().agenerate_results(formatted)
         try:
-            output = await llm.agenerate_n(
-                formatted, num_generations=self.num_generations, **self._call_kwargs()
-            )
+            result = await llm.agenerate_result(self.model_request(formatted))
         except ModelUnavailableError as exc:  # the run's problem, not the row's
             raise exc.located(model=llm.model_name, step=self.name) from None
         except Exception as exc:
-            output = failed_generate_output(llm.describe_error(exc), self.num_generations)
-        return self._checked(results_from_generate_output(output, self.num_generations))
+            result = ModelResult.failed(failure_of(llm, exc), self.num_generations)
+        return self._checked(results_of_text(result, self.num_generations))
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        outputs = self.llm.generate_outputs(
-            inputs=formatted, num_generations=self.num_generations, **self._call_kwargs()
+        requests = [self.model_request(item) for item in formatted]
+        results = self.llm.generate_results(requests)
+        return [self._checked(results_of_text(r, self.num_generations)) for r in results]
+
+    def model_request(self, formatted: Any) -> ModelRequest[Any]:
+        """The canonical request of one formatted row: ``num_generations``, the model's
+        generation settings and this task's structured output (`get_structured_output`)."""
+        request: ModelRequest[Any] = ModelRequest.of_call(
+            formatted, self.num_generations, self.llm.get_generation_kwargs()
         )
-        return [
-            self._checked(results_from_generate_output(o, self.num_generations)) for o in outputs
-        ]
+        spec = self.get_structured_output()
+        if spec is None:
+            return request
+        return ModelRequest(request.input, request.n, request.settings, spec)
 
     def get_structured_output(self) -> StructuredOutputSpec | None:
         """The JSON shape this task needs from its model (a JSON Schema dict or a pydantic
         model class), or None for free text (the default, as in distilabel).
 
-        When set, it is sent to the model as ``structured_output=`` (see
+        When set, it is the request's ``structured_output`` (see
         `pixtill.models.structured`), and a generation that does not parse and validate fails
         its row with the validation message; `format_output` still gets the JSON text.
         """
         return None
-
-    def _call_kwargs(self) -> dict[str, Any]:
-        kwargs = self.llm.get_generation_kwargs()
-        spec = self.get_structured_output()
-        if spec is not None:
-            kwargs["structured_output"] = spec
-        return kwargs
 
     def _checked(self, results: list[GenerationResult]) -> list[GenerationResult]:
         """Fail the generations that are not what a text model promises: no text, or not a

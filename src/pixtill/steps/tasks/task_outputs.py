@@ -4,56 +4,22 @@ grouped row)."""
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from pixtill.errors import RowError, locate_once
+from pixtill.errors import locate_once
 from pixtill.models.base import BaseModel
 from pixtill.steps.base import Step
+
+# Re-exported (``as``): their home is `pixtill.steps.metadata`, shared with non-task steps.
+from pixtill.steps.metadata import METADATA_COLUMN as METADATA_COLUMN
+from pixtill.steps.metadata import check_metadata as check_metadata
+from pixtill.steps.metadata import metadata_of as metadata_of
 from pixtill.steps.tasks.references import stored_input
 from pixtill.steps.typing import Row
-
-METADATA_COLUMN = "pixtill_metadata"
-
-
-def _decoded_metadata(value: Any) -> dict[str, Any] | None:
-    """``value`` of a row's metadata column as a dict: a dict, a JSON string of one (as a CSV
-    or JSON Lines file stores it) or nothing; None when it is none of these."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, (str, bytes)):
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            return None
-        return decoded if isinstance(decoded, dict) else None
-    return None
-
-
-def metadata_of(row: Row) -> dict[str, Any]:
-    """The row's ``pixtill_metadata`` as a dict; ``{}`` when absent or unusable (a row with
-    an unusable value is failed by `check_metadata` before it gets here)."""
-    return _decoded_metadata(row.get(METADATA_COLUMN)) or {}
-
-
-def check_metadata(row: Row, step: str, index: int | None) -> None:
-    """Raise `RowError` naming step, row and column when the row's ``pixtill_metadata`` is
-    neither a dict nor a JSON string of one (a string such as ``"junk"``, a list)."""
-    value = row.get(METADATA_COLUMN)
-    if _decoded_metadata(value) is None:
-        raise RowError(
-            f"must be a dict (or a JSON string of one), got {type(value).__name__} "
-            f"{str(value)[:60]!r}",
-            step=step,
-            row=index,
-            column=METADATA_COLUMN,
-        )
 
 
 class _TaskOutputs(Step):
