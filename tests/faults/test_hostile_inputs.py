@@ -12,12 +12,12 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from doubles import DescribingLLM
-from pixtill.errors import RowError
+from pixtill.errors import RowError, StepConfigError
 from pixtill.images import ImageDecodeError, ImageNotFoundError, ImageRef, coerce_image
 from pixtill.pipeline import Pipeline
 from pixtill.pipeline.config_file import PipelineConfigError
 from pixtill.prompts import PromptTemplate
-from pixtill.steps import LoadDataFromDicts
+from pixtill.steps import LoadDataFromDicts, LoadDataFromFileSystem
 from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration
 
 # -- image values that are neither an image nor a path to one --------------------------------
@@ -214,3 +214,34 @@ def test_python_tags_are_refused_and_never_run(tmp_path: Path, tagged: str) -> N
 def test_a_row_error_in_a_template_is_a_row_error_type() -> None:
     with pytest.raises(RowError, match="column 'instruction'"):
         PromptTemplate("{{ instruction }}!").render({"instruction": None})
+
+
+# -- data files a loader cannot read ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("cut.jsonl", '{"instruction": "a"}\n{"instruction": "b"\n', "JSON parse error"),
+        ("empty.jsonl", "", "no rows (the files are empty, or no file matches)"),
+        ("quote.csv", 'instruction,x\na,1\n"unterminated,3\n', "EOF inside string"),
+    ],
+)
+def test_an_unreadable_data_file_is_named_with_the_parsers_words(
+    tmp_path: Path, name: str, text: str, says: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    step = LoadDataFromFileSystem(name="files", data_files=str(path), cache_dir=tmp_path / "hf")
+    with pytest.raises(StepConfigError) as caught:
+        step.load()
+    message = str(caught.value)
+    assert message.startswith(f"step 'files': cannot read {name.split('.')[1]} rows from ")
+    assert str(path) in message and says in message
+    assert "An error occurred while generating the dataset" not in message
+
+
+def test_a_glob_that_matches_nothing_says_so(tmp_path: Path) -> None:
+    step = LoadDataFromFileSystem(name="files", data_files=str(tmp_path / "none-*.jsonl"))
+    with pytest.raises(StepConfigError, match="no file matches"):
+        step.load()

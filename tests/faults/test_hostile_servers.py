@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from http_servers import serve
 from models.fake_providers import FAST, loaded
+from pixtill.cli import main
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.image_generation import OpenAIImageGeneration
 from pixtill.models.llms import AnthropicLLM, InferenceEndpointsLLM, OpenAILLM
@@ -94,7 +95,7 @@ SAYS = {
     "gzip_lie": "gzip",
     "gzip_cut": "JSON",
     "not_utf8": "utf-8",
-    "deep_json": "",
+    "deep_json": "malformed JSON body",
 }
 
 
@@ -268,3 +269,45 @@ def test_anthropic_answers_that_hold_no_text_fail_their_row(name: str) -> None:
     assert odd["generation"] is None
     error = odd[METADATA_COLUMN]["error_ask"]
     assert error.startswith("step 'ask': row 1: ") and ANTHROPIC_ANSWERS[name][1] in error
+
+
+# -- the CLI against a host that does not exist ----------------------------------------------
+
+CLI_CONFIG = """\
+pipeline:
+  name: nowhere
+  cache_dir: {cache}
+  steps:
+    - name: load
+      type: pixtill.steps.LoadDataFromDicts
+      params: {{data: [{{instruction: a}}, {{instruction: b}}, {{instruction: c}}]}}
+    - name: ask
+      type: pixtill.steps.tasks.TextGeneration
+      params:
+        llm:
+          type: pixtill.models.llms.OpenAILLM
+          params: {{model: m, base_url: "http://no-such-host.invalid:8000/v1", api_key: {key}}}
+  connections:
+    - {{from: load, to: ask}}
+"""
+
+
+def test_the_cli_names_an_unknown_host_in_one_line(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "sk-unknown-host-0123456789"
+    config = tmp_path / "nowhere.yaml"
+    config.write_text(CLI_CONFIG.format(cache=tmp_path / "cache", key=key))
+    start = time.monotonic()
+    code = main(["run", "-c", str(config), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert time.monotonic() - start < 30  # a resolver that fails slowly still fails
+    assert code == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("pixtill run: error:")]
+    assert len(errors) == 1, err
+    assert (
+        "step 'ask': model 'm' at http://no-such-host.invalid:8000/v1/chat/completions"
+        in (errors[0])
+    )
+    assert "is unavailable" in errors[0] and "host" in errors[0]
+    assert key not in err

@@ -139,8 +139,8 @@ class RequestEngine:
         status, body, _ = await self._post(url, payload, headers, tokens)
         try:
             result = fast_json.loads(body)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            self.stats.failed += 1
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError,
+            self.stats.failed += 1  # and nesting deeper than the parser's stack
             raise RequestError(
                 "malformed JSON body",
                 status=status,
