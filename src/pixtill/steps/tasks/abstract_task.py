@@ -17,6 +17,7 @@ from pixtill.images import ImageError
 from pixtill.models.base import AsyncBridge
 from pixtill.models.image_generation.base import AsyncImageGenerationModel
 from pixtill.models.llms.base import AsyncLLM
+from pixtill.models.request import ModelRequest
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
 from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
@@ -97,6 +98,14 @@ class _Task(_TaskOutputs):
         """Send one formatted row to an async model; a failure becomes failed results."""
         raise NotImplementedError(f"{type(self).__name__} has no async model")
 
+    def model_request(self, formatted: Any) -> ModelRequest[Any]:
+        """The canonical request of one formatted row: ``num_generations`` generations with
+        the model's generation settings (``generation_kwargs``). A task that asks for more
+        (a structured output, a seed per attempt) overrides it."""
+        return ModelRequest.of_call(
+            formatted, self.num_generations, self.model.get_generation_kwargs()
+        )
+
     # -- row-level pieces ------------------------------------------------------------------
     def prepare_row(self, row: Row, index: int) -> Any:
         """Check and format one row; any problem becomes a `RowError` naming step/row/column."""
@@ -160,6 +169,7 @@ class _Task(_TaskOutputs):
             errors=errors,
             formatted_input=formatted,
             row_number=row_number,
+            causes=[r.cause for r in results],
         )
         failure = next((e for e in errors if e is not None), None)
         if failure is None:
