@@ -215,15 +215,19 @@ def batch_task(llm: Any) -> TextGeneration:
     return TextGeneration(name="batch", llm=llm)
 
 
-def test_openai_batch_lines_map_to_kinds(batches: str, tmp_path: Path) -> None:
-    model = OpenAIBatchLLM(
+def openai_batches(base: str, tmp_path: Path) -> OpenAIBatchLLM:
+    return OpenAIBatchLLM(
         model="gpt-4o-mini",
-        base_url=f"{batches}/v1",
+        base_url=f"{base}/v1",
         api_key=KEY,
         state_dir=tmp_path / "state",
         poll_interval=0.0,
         **{**FAST, "max_retries": 1},
     )
+
+
+def test_openai_batch_lines_map_to_kinds(batches: str, tmp_path: Path) -> None:
+    model = openai_batches(batches, tmp_path)
     rows = [{"instruction": "fine"}, *({"instruction": f"q {m}"} for m, _, _ in BATCH_CASES)]
     with loaded(batch_task(model)) as task:
         out = task.process_batch(rows)
@@ -249,3 +253,12 @@ def test_anthropic_batch_results_map_to_kinds(batches: str, tmp_path: Path) -> N
     assert failure(out[0], "batch") is None
     for row, (_, kind, status) in zip(out[1:], BATCH_CASES):
         assert failure(row, "batch") == {"kind": kind, "status": status}
+
+
+def test_an_expired_batch_fails_its_rows_as_timeouts(tmp_path: Path) -> None:
+    fake = FakeBatches(api_key=KEY)
+    fake.expire = True
+    with serve(fake.app()) as base, loaded(batch_task(openai_batches(base, tmp_path))) as task:
+        [row] = task.process_batch([{"instruction": "too late"}])
+    assert failure(row, "batch") == {"kind": "timeout", "status": None}
+    assert "expired" in row[METADATA_COLUMN]["error_batch"]

@@ -16,7 +16,7 @@ from typing import Any
 from pixtill.models.http import ErrorKind
 from pixtill.models.results import ResultError
 
-__all__ = ["anthropic_line_error", "openai_line_error"]
+__all__ = ["anthropic_line_error", "batch_error", "openai_batch_kind", "openai_line_error"]
 
 _RETRYABLE = {ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER, ErrorKind.CONNECTION}
 
@@ -43,6 +43,22 @@ def _of_status(message: str, status: int) -> ResultError:
 def _expired(message: str) -> ResultError:
     # The provider did not get to the request within the batch's window: a later try can.
     return ResultError(message, ErrorKind.TIMEOUT.value, retryable=True)
+
+
+def batch_error(message: str, kind: str) -> ResultError:
+    """A request that a whole batch's failure left without a result, as ``kind``."""
+    return ResultError(message, kind, retryable=kind in {k.value for k in _RETRYABLE})
+
+
+def openai_batch_kind(status: str) -> str:
+    """The kind of an OpenAI batch that ended without all its results: ``expired`` (the
+    provider did not finish within the window: a timeout), ``failed`` (the input file was
+    refused: a bad request), ``cancelled`` (no answer came: ``"model"``)."""
+    if status == "expired":
+        return ErrorKind.TIMEOUT.value
+    if status == "failed":
+        return ErrorKind.BAD_REQUEST.value
+    return "model"
 
 
 def openai_line_error(message: str, status: Any, error: Any) -> ResultError:
