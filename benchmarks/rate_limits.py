@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/rate_limits.py                 # all four scenarios
     .venv/bin/python benchmarks/rate_limits.py --only capacity --latency-ms 200
+    .venv/bin/python benchmarks/rate_limits.py --repeat 3     # + min / median of each figure
 
 A fake OpenAI-compatible server runs in its own process on 127.0.0.1 (so its CPU does not share
 the client's GIL) and answers chat completions after ``latency`` ms, misbehaving as the scenario
@@ -30,6 +31,7 @@ import argparse
 import asyncio
 import json
 import random
+import statistics
 import sys
 import threading
 import time
@@ -263,7 +265,10 @@ def print_timeline(sampler: Sampler, timeline: dict[str, Any], seconds: int) -> 
 # --------------------------------------------------------------------- scenarios
 
 
-def scenario_random(base: str, latency: float) -> None:
+Figures = dict[str, float]
+
+
+def scenario_random(base: str, latency: float) -> Figures:
     rows, c = 2000, 50
     clean, *_ = run_pixtill(base, rows, c, {"latency": latency})
     noisy, _, sampler, timeline = run_pixtill(
@@ -277,9 +282,10 @@ def scenario_random(base: str, latency: float) -> None:
     print(f"  with errors:    {noisy:6.2f} s  {rows / noisy:7.1f} rows/s")
     print(f"  throughput drop: {drop * 100:.1f} %  (target <= 25 %)")
     print_timeline(sampler, timeline, int(noisy))
+    return {"drop %": drop * 100}
 
 
-def scenario_capacity(base: str, latency: float) -> None:
+def scenario_capacity(base: str, latency: float) -> Figures:
     k, c = 64, 500
     rows = int(k / latency * 20)  # ~20 s at the capacity
     elapsed, _, sampler, timeline = run_pixtill(
@@ -304,9 +310,14 @@ def scenario_capacity(base: str, latency: float) -> None:
         "  (target < 10 %)"
     )
     print_timeline(sampler, timeline, int(elapsed))
+    return {
+        "% of K/latency": rows / elapsed / ideal * 100,
+        "% of C=K unlimited": reference / elapsed * 100,
+        "429 % after 3 s": refused / max(1, answered) * 100,
+    }
 
 
-def scenario_storm(base: str, latency: float) -> None:
+def scenario_storm(base: str, latency: float) -> Figures:
     c, start, length = 50, 3.0, 10.0
     rows = int(c / latency * 26)
     elapsed, _, sampler, timeline = run_pixtill(
@@ -334,9 +345,10 @@ def scenario_storm(base: str, latency: float) -> None:
         f"{'never' if back is None else f'{back} s'} after the storm ended  (target <= 10 s)"
     )
     print_timeline(sampler, timeline, int(elapsed))
+    return {"s back to 90 %": float("inf") if back is None else float(back)}
 
 
-def scenario_errors(base: str, latency: float) -> None:
+def scenario_errors(base: str, latency: float) -> Figures:
     c = 500
     rows = int(c / latency * 6)
     settings = {"latency": latency, "p500": 0.05}
@@ -349,6 +361,7 @@ def scenario_errors(base: str, latency: float) -> None:
         "  (target >= 0.9x)"
     )
     print_timeline(sampler, timeline, int(elapsed))
+    return {"x bare loop": bare / elapsed}
 
 
 SCENARIOS = {
@@ -364,15 +377,27 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
     args = parser.parse_args()
     if args.serve:
         serve_forever()
         return
     latency = args.latency_ms / 1000
+    runs: dict[str, list[Figures]] = {}
     with local_server() as base:
-        for name in args.only or list(SCENARIOS):
-            SCENARIOS[name](base, latency)
-            print(flush=True)
+        for _ in range(args.repeat):
+            for name in args.only or list(SCENARIOS):
+                runs.setdefault(name, []).append(SCENARIOS[name](base, latency))
+                print(flush=True)
+    if args.repeat > 1:
+        for name, figures in runs.items():
+            for key in figures[0]:
+                values = sorted(f[key] for f in figures)
+                listed = ", ".join(f"{v:.1f}" for v in values)
+                print(
+                    f"{name}: {key}: min {values[0]:.1f}, median {statistics.median(values):.1f}"
+                    f"  ({listed})"
+                )
 
 
 if __name__ == "__main__":

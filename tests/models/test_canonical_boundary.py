@@ -252,3 +252,14 @@ def test_a_custom_image_model_may_answer_with_the_canonical_result() -> None:
     with loaded(task):
         rows = next(task.process([{"prompt": "heron"}]))
     assert [row["image"] for row in rows] == [png_for("heron", 0), png_for("heron", 1)]
+
+
+def test_exceptions_become_error_kinds() -> None:
+    from pixtill.models.remote import InvalidResponseError
+
+    bad = ResultError.of(InvalidResponseError("OpenAILLM", "the response has no choices"))
+    assert (bad.kind, bad.retryable) == ("invalid_response", False)
+    assert bad.message == "InvalidResponseError: OpenAILLM: the response has no choices"
+    assert ResultError.of(TimeoutError("slow")).kind == "timeout"
+    assert ResultError.of(ConnectionResetError("reset")).kind == "connection"
+    assert ResultError.of(ValueError("odd")) == ResultError("ValueError: odd")

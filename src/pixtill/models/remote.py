@@ -23,14 +23,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
-from pixtill.models.http import Clock, Transport
+from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 from pixtill.utils.secrets import refuse_masked_credentials, secret_values_in
 
@@ -52,6 +52,8 @@ def SecretField(description: str) -> Any:
 
 class InvalidResponseError(RuntimeError):
     """A 2xx response whose body is not what the backend's API promises."""
+
+    kind = ErrorKind.INVALID_RESPONSE  # read by `ResultError.of`
 
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
@@ -135,6 +137,22 @@ class RemoteModel(BaseModel):
 
     # Built by `load()` or the first call; never copied nor pickled.
     _runtime: RemoteRuntime | None = PrivateAttr(default=None)
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host: ``localhost:11434/v1`` or ``htp://...`` would otherwise
+        fail every row with a client error instead of saying what is wrong."""
+        if value is None:
+            return value
+        scheme, sep, rest = value.strip().partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            shown = value.strip().partition("?")[0].rpartition("@")[2]  # no password nor ?key=
+            guess = f"; did you mean 'http://{shown}'?" if not sep else ""
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL with a host, got {shown!r}{guess}"
+            )
+        return value
 
     # ----------------------------------------------------------------- for subclasses
 

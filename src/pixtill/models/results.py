@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pixtill.models.http import RequestError
+from pixtill.models.http import ErrorKind, RequestError
 from pixtill.models.outputs import GenerateOutput, ImageGenerationOutput, TokenStatistics
 
 __all__ = ["GeneratedImage", "Generation", "ModelResult", "ResultError", "results_for_inputs"]
@@ -39,8 +39,10 @@ class ResultError:
 
     @classmethod
     def of(cls, error: BaseException | str | ResultError) -> ResultError:
-        """From an exception (`RequestError` keeps its kind, status and retryability; another
-        exception is written ``"TypeName: message"``) or a message."""
+        """From an exception or a message. The exception is written ``"TypeName: message"``;
+        a `RequestError` keeps its kind, status and retryability, an exception with an
+        `ErrorKind` ``kind`` (`InvalidResponseError`) its kind, and Python's `TimeoutError` and
+        `ConnectionError` become ``"timeout"`` and ``"connection"`` (retryable)."""
         if isinstance(error, ResultError):
             return error
         if isinstance(error, str):
@@ -48,6 +50,13 @@ class ResultError:
         message = f"{type(error).__name__}: {error}"
         if isinstance(error, RequestError):
             return cls(message, error.kind.value, error.status, error.retryable)
+        kind = getattr(error, "kind", None)
+        if isinstance(kind, ErrorKind):
+            return cls(message, kind.value)
+        if isinstance(error, TimeoutError):
+            return cls(message, ErrorKind.TIMEOUT.value, retryable=True)
+        if isinstance(error, ConnectionError):
+            return cls(message, ErrorKind.CONNECTION.value, retryable=True)
         return cls(message)
 
 

@@ -39,7 +39,6 @@ like one (a row ``{"type": ..., "params": ...}``) is read back as data.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -97,7 +96,8 @@ def load_graph(path: str | Path, *, allow: Iterable[str] = ()) -> Graph:
         data = load_json(text) if source.suffix.lower() == ".json" else load_yaml(text)
     except (ConfigLimitError, DuplicateKeyError) as exc:
         raise PipelineConfigError(f"refusing {str(source)!r}: {exc}") from exc
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:
+        # ValueError: JSON, or a constructor's refusal (an integer of more than 4,300 digits)
         detail = " ".join(str(exc).split())
         raise PipelineConfigError(f"{str(source)!r} is not valid: {detail}") from exc
     return graph_from_dict(data, allow=allow, source=str(source))

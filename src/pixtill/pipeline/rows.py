@@ -71,11 +71,21 @@ def to_dataset_view(
     out = []
     for row in rows:
         row = dict(row)
+        renamed = {}
         for step_col, data_col in mappings.items():
-            if step_col in row and step_col != data_col:
+            if step_col == data_col:
+                continue
+            if step_col in outputs:
+                # an output mapped onto the input's step-side name holds it: the input's own
+                # column keeps the dataset's value
+                if data_col in original and data_col not in outputs:
+                    renamed[data_col] = original[data_col]
+                continue
+            if step_col in row:
                 value = row.pop(step_col)
                 if data_col not in outputs:  # an output mapped onto the input replaces it
-                    row[data_col] = value
+                    renamed[data_col] = value
+        row.update(renamed)  # after every pop, so that swapped names swap back
         out.append(row)
     return restore_shadowed(step, original, out, outputs)
 

@@ -5,7 +5,9 @@ It validates what the real services validate and what pixtill could get wrong: t
 and bytes per batch) and every image inside it (data URLs / base64 blocks must decode, their
 declared media type must match the bytes). Batches stay ``in_progress`` while ``hold`` is set
 and for ``polls_before_done`` polls after that, so tests decide when the provider "finishes"
-without any clock. Requests whose text holds ``[[fail]]`` are answered with an error.
+without any clock. Requests whose text holds ``[[fail]]`` are answered with an error (a 400);
+``[[fail:429]]`` (any status) with the error a request of that status gets: OpenAI's
+``status_code``, Anthropic's error type (nested as the API documents it).
 
     POST /v1/files                       multipart upload (purpose=batch)
     POST /v1/batches                     create an OpenAI batch
@@ -33,6 +35,22 @@ from PIL import Image
 _DATA_URL = re.compile(r"^data:(image/[a-z]+);base64,(.*)$", re.DOTALL)
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_FAIL = re.compile(r"\[\[fail(?::(\d{3}))?\]\]")
+_ANTHROPIC_ERROR = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _failure_status(text: str) -> int | None:
+    """The status a ``[[fail]]`` / ``[[fail:NNN]]`` marker asks for, None without one."""
+    match = _FAIL.search(text)
+    return None if match is None else int(match.group(1) or 400)
 
 
 class _Bad(Exception):
@@ -251,12 +269,13 @@ class FakeBatches:
         for line in batch.lines:
             text, images = _describe_openai(line["body"]["messages"])
             cid = line["custom_id"]
-            if "[[fail]]" in text:
+            status = _failure_status(text)
+            if status is not None:
                 batch.errors.append(
                     {
                         "custom_id": cid,
                         "response": {
-                            "status_code": 400,
+                            "status_code": status,
                             "body": {"error": {"message": "scripted failure"}},
                         },
                         "error": None,
@@ -349,11 +368,15 @@ class FakeBatches:
         for item in batch.lines:
             text, images = _describe_anthropic(item["params"]["messages"])
             cid = item["custom_id"]
-            if "[[fail]]" in text:
+            status = _failure_status(text)
+            if status == 400 and "[[fail]]" in text:
                 result: dict[str, Any] = {
                     "type": "errored",
                     "error": {"type": "invalid_request_error", "message": "scripted failure"},
                 }
+            elif status is not None:
+                error = {"type": _ANTHROPIC_ERROR[status], "message": "scripted failure"}
+                result = {"type": "errored", "error": {"type": "error", "error": error}}
             else:
                 tools = item["params"].get("tools")
                 if tools:

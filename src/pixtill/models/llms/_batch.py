@@ -27,6 +27,8 @@ from pydantic import Field, PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
+from pixtill.models.http import ErrorKind
+from pixtill.models.llms._batch_errors import batch_error
 from pixtill.models.llms._wire import Choice, _image_of
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.remote import InvalidResponseError, RemoteModel
@@ -62,6 +64,7 @@ class BatchStatus:
     done: bool
     failure: str | None = None  # why the batch as a whole ended without results
     extra: dict[str, Any] = field(default_factory=dict)  # provider fields the results need
+    failure_kind: str = ErrorKind.INVALID_RESPONSE.value  # ``failure``'s kind (`ResultError`)
 
 
 def _encoded(line: dict[str, Any]) -> bytes:
@@ -290,7 +293,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 found = results.get(cid)
                 if not found:
                     why = status.failure or "has no result for it"
-                    found = [Choice.failed(f"batch {batch_id} {why} (request {cid})")]
+                    found = [
+                        Choice.failed(
+                            batch_error(
+                                f"batch {batch_id} {why} (request {cid})", status.failure_kind
+                            )
+                        )
+                    ]
                 by_id[cid] = found
         if ended_badly and state_path.exists():
             # A batch failed, expired or was cancelled: a later run submits again rather than

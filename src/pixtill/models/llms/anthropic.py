@@ -153,10 +153,12 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             ]
             texts = [fast_json.dumps(calls[0]).decode()] if calls else []
         else:
-            texts = [
-                str(block.get("text", ""))
+            texts = [  # a block whose text is null is no text, never the word "None"
+                block["text"]
                 for block in content
-                if isinstance(block, dict) and block.get("type") == "text"
+                if isinstance(block, dict)
+                and block.get("type") == "text"
+                and isinstance(block.get("text"), str)
             ]
         if not texts:
             if tool_name is not None:
@@ -201,7 +203,10 @@ def _tool_of(spec: StructuredOutputSpec) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _anthropic_params(params: dict[str, Any]) -> dict[str, Any]:

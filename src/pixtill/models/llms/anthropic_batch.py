@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 
 from pixtill.models.llms._batch import BatchLLM, BatchStatus, RequestLine, jsonl_records
+from pixtill.models.llms._batch_errors import anthropic_line_error
 from pixtill.models.llms._wire import Choice, anthropic_messages
 from pixtill.models.llms.anthropic import ANTHROPIC_BASE_URL, AnthropicLLM, _anthropic_params
 from pixtill.models.llms.base import FormattedInput
@@ -145,7 +146,8 @@ def _choice(result: Any) -> Choice:
     kind = result.get("type")
     if kind != "succeeded":
         detail = result.get("error") or kind
-        return Choice.failed(f"Anthropic batch request {kind}: {excerpt(detail)}")
+        why = f"Anthropic batch request {kind}: {excerpt(detail)}"
+        return Choice.failed(anthropic_line_error(why, kind, result.get("error")))
     message = result.get("message")
     if isinstance(message, dict):
         for block in message.get("content") or []:

@@ -93,10 +93,12 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # some servers answer with content parts
-        texts = [
-            str(part.get("text", ""))
+        texts = [  # a part whose text is null is no text, never the word "None"
+            part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") in ("text", "output_text")
+            if isinstance(part, dict)
+            and part.get("type") in ("text", "output_text")
+            and isinstance(part.get("text"), str)
         ]
         return "".join(texts) if texts else None
     return None
@@ -114,7 +116,10 @@ def _with(
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _split(total: int, parts: int) -> list[int]:

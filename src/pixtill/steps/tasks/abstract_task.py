@@ -18,6 +18,7 @@ from pixtill.images import ImageError
 from pixtill.models.base import AsyncBridge
 from pixtill.models.image_generation.base import AsyncImageGenerationModel
 from pixtill.models.llms.base import AsyncLLM
+from pixtill.models.request import ModelRequest
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
 from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
@@ -127,6 +128,14 @@ class _Task(_TaskOutputs):
         """Send one formatted row to an async model; a failure becomes failed results."""
         raise NotImplementedError(f"{type(self).__name__} has no async model")
 
+    def model_request(self, formatted: Any) -> ModelRequest[Any]:
+        """The canonical request of one formatted row: ``num_generations`` generations with
+        the model's generation settings (``generation_kwargs``). A task that asks for more
+        (a structured output, a seed per attempt) overrides it."""
+        return ModelRequest.of_call(
+            formatted, self.num_generations, self.model.get_generation_kwargs()
+        )
+
     # -- row-level pieces ------------------------------------------------------------------
     def prepare_row(self, row: Row, index: int) -> Any:
         """Check and format one row; any problem becomes a `RowError` naming step/row/column."""
@@ -136,7 +145,9 @@ class _Task(_TaskOutputs):
             return self.format_input(row)
         except (RowError, ImageError) as exc:
             message = exc.message + upstream_failure(row, exc.column, self.name)
-            raise RowError(message, step=self.name, row=index, column=exc.column) from exc
+            # the dataset's name of the column (the row here has the step's names)
+            column = self.input_mappings.get(exc.column, exc.column) if exc.column else None
+            raise RowError(message, step=self.name, row=index, column=column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
 
@@ -207,6 +218,7 @@ class _Task(_TaskOutputs):
             errors=errors,
             formatted_input=formatted,
             row_number=row_number,
+            causes=[r.cause for r in results],
         )
         failure = next((e for e in errors if e is not None), None)
         if failure is None:
@@ -243,6 +255,9 @@ class _Task(_TaskOutputs):
                     shadowed = step_col != data_col and step_col in original
                     if shadowed and step_col not in written:
                         row[step_col] = original[step_col]
+                    if step_col in written and data_col in original and data_col not in written:
+                        # an output took the input's step-side name: the input keeps its own
+                        row[data_col] = original[data_col]
                 out.append(row)
         yield out
 
@@ -254,6 +269,12 @@ class _Task(_TaskOutputs):
         return [*self.get_outputs(), "model_name"]
 
     def process(self, inputs: StepInput) -> StepOutput:
+        """The rows' outputs, one batch. Called directly on a task that does not override it,
+        the input mappings apply as in a pipeline (which itself calls `process_rows` with the
+        rows renamed), so a mapped column is read and no dataset column is lost."""
+        if self.input_mappings and type(self).process is _Task.process:
+            yield from self.process_applying_mappings(inputs)
+            return
         yield self.process_batch(inputs)
 
     def results_cached(self) -> None:

@@ -30,32 +30,34 @@ __all__ = [
 def image_request(
     model: ImageModel[Any], formatted: Any, num_generations: int
 ) -> ModelRequest[Any]:
-    """The canonical request of one formatted row (a prompt, or an edit)."""
+    """The canonical request of one formatted row (a prompt, or an edit) with the model's
+    generation settings."""
     return ModelRequest.of_call(formatted, num_generations, model.get_generation_kwargs())
 
 
 async def agenerate_image_results(
-    model: AsyncImageModel[Any], formatted: Any, num_generations: int, step: str
+    model: AsyncImageModel[Any], request: ModelRequest[Any], step: str
 ) -> list[GenerationResult]:
-    """One row's ``num_generations`` results from an async image model. A failed request
-    becomes failed results (the row's problem); `ModelUnavailableError` (a dead server: the
-    run's problem) is raised, located at ``step`` and the model."""
+    """One row's ``request.n`` results from an async image model. A failed request becomes
+    failed results (the row's problem); `ModelUnavailableError` (a dead server: the run's
+    problem) is raised, located at ``step`` and the model."""
     try:
-        result = await model.agenerate_result(image_request(model, formatted, num_generations))
+        result = await model.agenerate_result(request)
     except ModelUnavailableError as exc:
         raise exc.located(model=model.model_name, step=step) from None
     except Exception as exc:
-        result = ModelResult.failed(failure_of(model, exc), num_generations)
+        result = ModelResult.failed(failure_of(model, exc), request.n)
     # Decoding checks cost milliseconds per image: off the event loop.
-    return await asyncio.to_thread(results_of_images, result, num_generations)
+    return await asyncio.to_thread(results_of_images, result, request.n)
 
 
 def generate_image_results(
-    model: ImageModel[Any], formatted: list[Any], num_generations: int
+    model: ImageModel[Any], requests: list[ModelRequest[Any]]
 ) -> list[list[GenerationResult]]:
-    """A batch's results (one list per input, in order) from an image model."""
-    requests = [image_request(model, item, num_generations) for item in formatted]
-    return [results_of_images(r, num_generations) for r in model.generate_results(requests)]
+    """A batch's results (one list per request, in order) from an image model; a
+    `ModelUnavailableError` propagates (the task locates it)."""
+    results = model.generate_results(requests)
+    return [results_of_images(r, q.n) for r, q in zip(results, requests)]
 
 
 def first_image(output: dict[str, Any] | None, image_format: str | None) -> str | None:

@@ -9,9 +9,10 @@ from typing import Any
 from pydantic import PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
+from pixtill.models.http import ErrorKind
 from pixtill.models.llms.base import LLM, AsyncLLM
 from pixtill.models.request import ModelRequest
-from pixtill.models.results import ModelResult
+from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.structured import (
     StructuredOutputError,
     StructuredOutputSpec,
@@ -89,9 +90,7 @@ class Task(_Task):
     def model_request(self, formatted: Any) -> ModelRequest[Any]:
         """The canonical request of one formatted row: ``num_generations``, the model's
         generation settings and this task's structured output (`get_structured_output`)."""
-        request: ModelRequest[Any] = ModelRequest.of_call(
-            formatted, self.num_generations, self.llm.get_generation_kwargs()
-        )
+        request = super().model_request(formatted)
         spec = self.get_structured_output()
         if spec is None:
             return request
@@ -116,16 +115,20 @@ class Task(_Task):
         for result in results:
             if result.error is None:
                 output = result.output
+                why: str | None = None
                 if output is None:
-                    result = GenerationResult(None, result.statistics, "the model returned no text")
+                    why = "the model returned no text"
                 elif not isinstance(output, str):
                     why = f"the model returned a {type(output).__name__}, not text"
-                    result = GenerationResult(None, result.statistics, why)
+                    output = None
                 elif spec is not None:
                     try:
                         self._replies.put(output, parse_structured(output, spec))
                     except StructuredOutputError as exc:
-                        result = GenerationResult(output, result.statistics, str(exc))
+                        why = str(exc)  # the reply is kept in the metadata's raw output
+                if why is not None:
+                    cause = ResultError(why, ErrorKind.INVALID_RESPONSE.value)
+                    result = GenerationResult(output, result.statistics, why, cause)
             checked.append(result)
         return checked
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pixtill.models.base import BaseModel
+from pixtill.models.http import ErrorKind
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.llms.base import GenerateOutput
 from pixtill.models.results import Generation, ModelResult, ResultError
@@ -16,11 +17,14 @@ from pixtill.steps.tasks.failures import image_output_error
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """One generation of one row, whatever the model kind."""
+    """One generation of one row, whatever the model kind. ``error``: why it failed (the
+    message stored in ``error_<step>``); ``cause``: the same as data (kind, HTTP status) when
+    known, recorded in ``failure_<step>``."""
 
     output: Any
     statistics: dict[str, int] | None = None
     error: str | None = None
+    cause: ResultError | None = None
 
 
 def results_from_generate_output(
@@ -59,7 +63,13 @@ def results_from_generate_output(
 def results_from_image_outputs(outputs: list[ImageGenerationOutput]) -> list[GenerationResult]:
     """One result per generation; a generation whose images are missing or not decodable
     images fails with the reason, never stored as a success."""
-    return [GenerationResult(o, None, o.get("error") or image_output_error(o)) for o in outputs]
+    results = []
+    for output in outputs:
+        reported = output.get("error")
+        wrong = None if reported else image_output_error(output)
+        cause = None if wrong is None else ResultError(wrong, ErrorKind.INVALID_RESPONSE.value)
+        results.append(GenerationResult(output, None, reported or wrong, cause))
+    return results
 
 
 def _statistics(generation: Generation) -> dict[str, int] | None:
@@ -76,8 +86,10 @@ def _padded(result: ModelResult, num_generations: int) -> list[Generation]:
     ``num_generations`` (the request's error, else "fewer than asked", says why)."""
     generations = list(result.generations)
     if len(generations) < num_generations:
-        error = result.first_error()
-        why = error.message if error else f"model returned fewer than {num_generations} generations"
+        why = result.first_error() or ResultError(
+            f"model returned fewer than {num_generations} generations",
+            ErrorKind.INVALID_RESPONSE.value,
+        )
         generations += [Generation.failed(why)] * (num_generations - len(generations))
     return generations
 
@@ -87,11 +99,11 @@ def results_of_text(result: ModelResult, num_generations: int) -> list[Generatio
     the message of its error (or of the request's) when it has no text."""
     results = []
     for generation in _padded(result, num_generations):
-        error = None
+        cause = None
         if generation.text is None:
             cause = generation.error or result.error
-            error = None if cause is None else cause.message
-        results.append(GenerationResult(generation.text, _statistics(generation), error))
+        error = None if cause is None else cause.message
+        results.append(GenerationResult(generation.text, _statistics(generation), error, cause))
     return results
 
 
@@ -102,10 +114,19 @@ def results_of_images(result: ModelResult, num_generations: int) -> list[Generat
     milliseconds each, so async callers run it in a worker thread."""
     padded = ModelResult(tuple(_padded(result, num_generations)), result.error)
     outputs = padded.to_image_outputs()
-    return [
-        GenerationResult(o, _statistics(g), o.get("error") or image_output_error(o))
-        for o, g in zip(outputs, padded.generations)
-    ]
+    results = []
+    for output, generation in zip(outputs, padded.generations):
+        stats = _statistics(generation)
+        cause: ResultError | None = None
+        if output.get("error"):
+            cause = generation.error or result.error or ResultError(str(output["error"]))
+        else:
+            wrong = image_output_error(output)
+            if wrong is not None:
+                cause = ResultError(wrong, ErrorKind.INVALID_RESPONSE.value)
+        message = None if cause is None else cause.message
+        results.append(GenerationResult(output, stats, message, cause))
+    return results
 
 
 def failure_of(model: BaseModel, exc: BaseException) -> ResultError:

@@ -12,6 +12,8 @@ from pydantic import Field
 
 from pixtill.errors import locate_once
 from pixtill.models.base import BaseModel
+from pixtill.models.results import ResultError
+from pixtill.run_report import FAILURE_PREFIX, INPUT_KIND, OUTPUT_KIND, failure_record
 from pixtill.steps.base import Step
 
 # Re-exported (``as``): their home is `pixtill.steps.metadata`, shared with non-task steps.
@@ -56,9 +58,13 @@ class _TaskOutputs(Step):
     def model(self) -> BaseModel:
         """The model this task drives (text or image)."""
 
-    def rows_from_error(self, row: Row, error: str) -> list[Row]:
+    def rows_from_error(self, row: Row, error: str, kind: str = INPUT_KIND) -> list[Row]:
+        """The rows of an input row that failed before reaching the model (by default because
+        its input could not be used: ``kind`` ``"input"``)."""
+        cause = ResultError(error, kind)
         failed = [
-            self._output_on_failure(None, row, error=error) for _ in range(self.num_generations)
+            self._output_on_failure(None, row, error=error, cause=cause)
+            for _ in range(self.num_generations)
         ]
         return self._shape(row, failed)
 
@@ -72,10 +78,13 @@ class _TaskOutputs(Step):
         errors: Sequence[str | None] | None = None,
         formatted_input: Any = None,
         row_number: int | None = None,
+        causes: Sequence[ResultError | None] | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per generation: output columns plus the metadata column.
 
-        Every generation is kept (the seeds' version silently kept only the first).
+        Every generation is kept (the seeds' version silently kept only the first). A failed
+        generation's ``errors[k]`` goes to ``error_<step>``, and its kind and HTTP status
+        (``causes[k]``, when known) to ``failure_<step>`` (see `failure_record`).
         """
         if formatted_input is None and input is not None and self.add_raw_input:
             try:
@@ -87,14 +96,16 @@ class _TaskOutputs(Step):
             error = errors[k] if errors else None
             stats = statistics[k] if statistics else None
             if error is not None:
-                formatted.append(self._output_on_failure(output, input, error=error))
+                cause = causes[k] if causes else None
+                formatted.append(self._output_on_failure(output, input, error=error, cause=cause))
                 continue
             try:
                 columns = self.format_output(output, input)
             except Exception as exc:
                 why = f"format_output failed: {type(exc).__name__}: {exc} (raw output kept)"
                 located = locate_once(why, step=self.name, row=row_number)
-                formatted.append(self._output_on_failure(output, input, error=located))
+                cause = ResultError(located, OUTPUT_KIND)
+                formatted.append(self._output_on_failure(output, input, error=located, cause=cause))
                 continue
             formatted.append(
                 self._create_metadata(columns, output, input, formatted_input, stats, None)
@@ -102,10 +113,15 @@ class _TaskOutputs(Step):
         return formatted
 
     def _output_on_failure(
-        self, output: Any, input: dict[str, Any] | None = None, *, error: str | None = None
+        self,
+        output: Any,
+        input: dict[str, Any] | None = None,
+        *,
+        error: str | None = None,
+        cause: ResultError | None = None,
     ) -> dict[str, Any]:
         columns: dict[str, Any] = {c: None for c in self.get_outputs() if c != "model_name"}
-        return self._create_metadata(columns, output, input, None, None, error)
+        return self._create_metadata(columns, output, input, None, None, error, cause)
 
     def _create_metadata(
         self,
@@ -115,6 +131,7 @@ class _TaskOutputs(Step):
         formatted_input: Any,
         statistics: dict[str, int] | None,
         error: str | None,
+        cause: ResultError | None = None,
     ) -> dict[str, Any]:
         if self.output_mappings:
             columns = {self.output_mappings.get(k, k): v for k, v in columns.items()}
@@ -129,6 +146,8 @@ class _TaskOutputs(Step):
             meta[f"statistics_{self.name}"] = statistics
         if error is not None:
             meta[f"error_{self.name}"] = error
+            kind, status = ("model", None) if cause is None else (cause.kind, cause.status)
+            meta[f"{FAILURE_PREFIX}{self.name}"] = failure_record(kind, status)
         return {**columns, METADATA_COLUMN: meta}
 
     def _raw_output_reference(self, output: Any) -> Any:
