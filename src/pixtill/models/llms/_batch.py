@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
@@ -92,6 +92,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         description="Collect the results of batches an earlier run submitted for the same "
         "requests instead of submitting again.",
     )
+
+    # State files of batches whose results were collected: deleted once those results are
+    # cached (`forget_collected_batches`), so a crash before that collects, not resubmits.
+    _collected: list[Path] = PrivateAttr(default_factory=list)
 
     # ----------------------------------------------------------------- provider specifics
 
@@ -163,6 +167,22 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             for item in inputs
         ]
         return [result.to_generate_output() for result in self._generate_results(requests)]
+
+    def forget_collected_batches(self) -> int:
+        """Delete the state files of the batches whose results were collected; returns how
+        many. A pipeline calls it once those results are stored in its cache: until then a
+        killed run collects the finished batches again instead of paying for them twice, and
+        afterwards the cache answers. Without a pipeline the files stay, so that running the
+        same requests again collects them (call this to drop them)."""
+        removed = 0
+        while self._collected:
+            path = self._collected.pop()
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     @canonical_edge
     def offline_batch_generate(
@@ -286,6 +306,8 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             # collecting the same missing results. (Requests the provider answered with an
             # error are collected again as they are; `reuse_batches=False` resubmits.)
             state_path.unlink()
+        elif state_path not in self._collected:
+            self._collected.append(state_path)  # deleted once the results are kept
         return by_id
 
     async def _wait(
