@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pixtill.images.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES
+from pixtill.models.build_once import once
 from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
@@ -15,7 +16,6 @@ from pixtill.models.image_generation.huggingface.inference_endpoints import (
     image_b64_from_response,
 )
 from pixtill.models.image_generation.openai import gather_generations
-from pixtill.models.remote import once
 from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.request_options import split_request_options
 from pixtill.models.results import Generation, ModelResult

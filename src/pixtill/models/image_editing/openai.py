@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from pixtill.errors import ModelUnavailableError
+from pixtill.models.build_once import once
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
@@ -24,7 +25,6 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    once,
 )
 from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.request_options import RequestOptions, split_request_options
