@@ -5,9 +5,12 @@ fails alone with an error that names the step and the row; nothing hangs."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
+import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -396,3 +399,54 @@ def test_a_400_names_the_image_column_only_when_it_is_about_the_image(
     error = row[METADATA_COLUMN]["error_vision"]
     where = "step 'vision': row 0" + (f", column '{column}'" if column else "") + ": "
     assert error.startswith(where), error
+
+
+# -- a port that does not speak plain HTTP ---------------------------------------------------
+
+
+def test_https_to_a_plain_http_server_stops_fast_with_a_hint() -> None:
+    async def chat(request: web.Request) -> web.Response:
+        return web.json_response(OK)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    with serve(app) as base:
+        url = base.replace("http://", "https://") + "/v1"
+        task = TextGeneration(name="ask", llm=OpenAILLM(model="m", base_url=url, api_key="k"))
+        start = time.monotonic()
+        with loaded(task), pytest.raises(ModelUnavailableError) as caught:
+            next(task.process([{"instruction": f"q{i}"} for i in range(10)]))
+    assert time.monotonic() - start < 10
+    message = str(caught.value)
+    assert "TLS handshake failed" in message and "needs http:// in base_url" in message
+
+
+def test_a_port_that_speaks_another_protocol_stops_fast() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def banner() -> None:  # an SSH server: a banner, then nothing HTTP
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    thread = threading.Thread(target=banner, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        task = TextGeneration(name="ask", llm=OpenAILLM(model="m", base_url=url, api_key="k"))
+        start = time.monotonic()
+        with loaded(task), pytest.raises(ModelUnavailableError, match="is unavailable"):
+            next(task.process([{"instruction": f"q{i}"} for i in range(10)]))
+        assert time.monotonic() - start < 30
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

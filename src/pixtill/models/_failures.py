@@ -89,6 +89,11 @@ def systemic_cause(
     seconds since the first one reaching ``fail_fast_seconds`` (a hung server at low
     concurrency). None otherwise."""
     status = failure.status
+    if failure.fatal and failure.reason.startswith("TLS"):
+        return (
+            f"{failure.reason} ({failure.detail})" if failure.detail else failure.reason,
+            "does the server speak https? a local server usually needs http:// in base_url",
+        )
     if failure.fatal:
         return failure.reason, "is the server running, and are the host and port right?"
     if status in (401, 403):

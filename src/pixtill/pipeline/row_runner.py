@@ -128,7 +128,7 @@ class RowRunner:
             rows = [apply_delta(row, change) for change in looked.cached]
         else:
             try:
-                formatted = step.prepare_row(row, item.key[0])
+                formatted = await step.aprepare_row(row, item.key[0])
             except RowError as exc:
                 step.warn_row_failure(str(exc))
                 rows = step.rows_from_error(row, str(exc))
@@ -169,6 +169,8 @@ class RowRunner:
                 summary.cached += 1
                 new_rows = [apply_delta(found.row, change) for change in found.cached]
             out.extend(fan_out(item, to_dataset_view(step, item.row, new_rows, outputs)))
+        if self.cache is not None:
+            step.results_cached()  # a batch model's state files can go
         return out
 
     # -- accounting --------------------------------------------------------------------------

@@ -321,3 +321,28 @@ def test_pipeline_killed_while_the_provider_works_resumes_without_resubmitting(
     for row in dataset:
         number = int(row["instruction"].rsplit(" ", 1)[1])
         assert row["generation"].startswith(f"caption picture {number} | PNG {8 + number}x6")
+    # The results are in the cache now: the batch ids that made the resume work are gone.
+    assert list(states.iterdir()) == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_state_files_are_removed_once_the_results_are_cached(
+    provider: str, fake: FakeBatches, url: str, tmp_path: Path
+) -> None:
+    states = tmp_path / "batches"
+    dataset = build(provider, url, tmp_path).run(show_progress=False)["caption"]
+    assert len(dataset) == 6 and all(dataset["generation"])
+    assert len(fake.batches) == 2
+    assert list(states.iterdir()) == []  # nothing left to collect: the cache answers now
+    again = build(provider, url, tmp_path).run(show_progress=False)["caption"]
+    assert again["generation"] == dataset["generation"]
+    assert len(fake.batches) == 2  # from the cache, no new batch
+
+
+def test_without_a_cache_the_state_stays_for_the_next_run(
+    fake: FakeBatches, url: str, tmp_path: Path
+) -> None:
+    build("openai", url, tmp_path).run(show_progress=False, use_cache=False)
+    assert len(list((tmp_path / "batches").iterdir())) == 2
+    build("openai", url, tmp_path).run(show_progress=False, use_cache=False)
+    assert len(fake.batches) == 2  # collected again, not paid twice

@@ -7,8 +7,9 @@ batch are reached). The moment a batch is created its id is written to a small s
 named by the hash of every request line, under ``state_dir``. When the process dies while the
 provider works (a batch takes minutes to hours), the next run rebuilds the same requests, finds
 the state file and collects the results of the batches already submitted instead of paying for
-them twice. Provider-specific wire formats live in the subclasses (``openai_batch.py``,
-``anthropic_batch.py``).
+them twice; once a pipeline has stored the results in its cache, the file is deleted
+(``_batch_state.py``). Provider-specific wire formats live in the subclasses
+(``openai_batch.py``, ``anthropic_batch.py``).
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
 from pixtill.models.http import ErrorKind
 from pixtill.models.llms._batch_errors import batch_error
+from pixtill.models.llms._batch_state import delete_states, read_state, write_state
 from pixtill.models.llms._wire import Choice, _image_of
 from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.remote import InvalidResponseError, RemoteModel
@@ -36,7 +37,7 @@ from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.request_options import split_request_options
 from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.transport import RequestEngine, RequestError
-from pixtill.paths import cache_dir, write_atomically
+from pixtill.paths import cache_dir
 from pixtill.utils import fast_json
 
 __all__ = ["BatchLLM", "BatchStatus", "RequestLine"]
@@ -92,6 +93,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         description="Collect the results of batches an earlier run submitted for the same "
         "requests instead of submitting again.",
     )
+
+    # State files of batches whose results were collected: deleted once those results are
+    # cached (`forget_collected_batches`), so a crash before that collects, not resubmits.
+    _collected: list[Path] = PrivateAttr(default_factory=list)
 
     # ----------------------------------------------------------------- provider specifics
 
@@ -163,6 +168,15 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             for item in inputs
         ]
         return [result.to_generate_output() for result in self._generate_results(requests)]
+
+    def forget_collected_batches(self) -> int:
+        """Delete the state files of the batches whose results were collected; returns how
+        many. A pipeline calls it once those results are stored in its cache: until then a
+        killed run collects the finished batches again instead of paying for them twice, and
+        afterwards the cache answers. Without a pipeline the files stay, so that running the
+        same requests again collects them (call this to drop them)."""
+        collected, self._collected = self._collected, []
+        return delete_states(collected)
 
     @canonical_edge
     def offline_batch_generate(
@@ -247,7 +261,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             digest.update(line)
         key = digest.hexdigest()
         state_path = self._state_folder() / f"{self.provider}-{key[:40]}.json"
-        state = self._read_state(state_path) if self.reuse_batches else None
+        state = read_state(state_path) if self.reuse_batches else None
         chunks = self._chunks(encoded)
         ids: list[str | None] = list(state["batches"]) if state else []
         if len(ids) != len(chunks):
@@ -257,7 +271,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         for k, chunk in enumerate(chunks):
             if ids[k] is None:
                 ids[k] = await self._submit(engine, [encoded[i] for i in chunk])
-                self._write_state(state_path, key, ids)  # before anything else can fail
+                # Before anything else can fail.
+                write_state(
+                    state_path, provider=self.provider, model=self.model_name, key=key, ids=ids
+                )
         by_id: dict[str, list[Choice]] = {}
         ended_badly = False
         deadline = None if self.max_wait is None else engine.clock.monotonic() + self.max_wait
@@ -286,6 +303,8 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             # collecting the same missing results. (Requests the provider answered with an
             # error are collected again as they are; `reuse_batches=False` resubmits.)
             state_path.unlink()
+        elif state_path not in self._collected:
+            self._collected.append(state_path)  # deleted once the results are kept
         return by_id
 
     async def _wait(
@@ -302,28 +321,6 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 )
             every = self.offline_batch_generation_block_until_done
             await engine.clock.sleep(self.poll_interval if every is None else every)
-
-    # ----------------------------------------------------------------- state files
-
-    @staticmethod
-    def _read_state(path: Path) -> dict[str, Any] | None:
-        try:
-            state = fast_json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(state, dict) or not isinstance(state.get("batches"), list):
-            return None
-        return state
-
-    def _write_state(self, path: Path, key: str, ids: list[str | None]) -> None:
-        state = {
-            "provider": self.provider,
-            "model": self.model_name,
-            "key": key,
-            "batches": ids,
-            "updated": time.time(),
-        }
-        write_atomically(path, fast_json.dumps(state))
 
     # ----------------------------------------------------------------- helpers
 

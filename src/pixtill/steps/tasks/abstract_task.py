@@ -8,6 +8,7 @@ import asyncio
 import threading
 from abc import abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import PrivateAttr
@@ -29,8 +30,36 @@ from pixtill.steps.typing import Row, StepOutput
 _WARNINGS_LOCK = threading.Lock()
 
 
+class _PrepareThread:
+    """One worker thread per step for `prepare_row` off the event loop: calls run one at a
+    time, in order (user code written for distilabel's `format_input` never expects two at
+    once), and never wait in the loop's default pool, where the models encode images to send.
+    A copy of the step (a replica, a pickled step) gets its own, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="pixtill-prepare")
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __reduce__(self) -> tuple[type[_PrepareThread], tuple[()]]:
+        return (_PrepareThread, ())
+
+
 class _Task(_TaskOutputs):
     _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
+    _prepare_thread: _PrepareThread = PrivateAttr(default_factory=_PrepareThread)
+    _prepares_images: bool | None = PrivateAttr(default=None)
     # distilabel's switch, set to True by the tasks that work on all rows at once
     # (``_can_be_used_with_offline_batch_generation = True`` in a subclass).
     _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=False)
@@ -72,6 +101,7 @@ class _Task(_TaskOutputs):
         self.model.load()
 
     def unload(self) -> None:
+        self._prepare_thread.close()
         self.model.unload()
         super().unload()
 
@@ -120,6 +150,25 @@ class _Task(_TaskOutputs):
             raise RowError(message, step=self.name, row=index, column=column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
+
+    async def aprepare_row(self, row: Row, index: int) -> Any:
+        """`prepare_row` for the streaming path. A task that takes images runs it in a worker
+        thread, one call at a time: checking an image and building its data URL (a PIL image
+        is PNG-encoded there) take milliseconds that would otherwise stall the event loop and
+        every request in flight. A text-only task formats inline (no thread hop). The thread
+        ends at `unload`."""
+        if not self._takes_images():
+            return self.prepare_row(row, index)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare_thread.pool(), self.prepare_row, row, index)
+
+    def _takes_images(self) -> bool:
+        """Whether one of the task's input columns is an image column (asked once)."""
+        takes = self._prepares_images
+        if takes is None:
+            inputs = {self.input_mappings.get(c, c) for c in self.get_inputs()}
+            takes = self._prepares_images = bool(inputs & set(self.image_columns()))
+        return takes
 
     def warn_row_failure(self, message: str) -> None:
         """Log a failed row as a warning: the first few of this step one by one, then a count
@@ -227,6 +276,14 @@ class _Task(_TaskOutputs):
             yield from self.process_applying_mappings(inputs)
             return
         yield self.process_batch(inputs)
+
+    def results_cached(self) -> None:
+        """The rows made so far are stored in a pipeline's cache: a batch model may now delete
+        what it kept to collect them again after a crash (the state files of its finished
+        provider batches)."""
+        forget = getattr(self.model, "forget_collected_batches", None)
+        if callable(forget):
+            forget()
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [out for produced in self.process_rows(rows) for out in produced]

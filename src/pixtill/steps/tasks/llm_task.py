@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
+
+from pydantic import PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.http import ErrorKind
@@ -18,10 +22,49 @@ from pixtill.steps.tasks.abstract_task import _Task
 from pixtill.steps.tasks.results import GenerationResult, failure_of, results_of_text
 
 
+class _ParsedReplies:
+    """Structured replies that `Task._checked` parsed and validated, by their text, until
+    `Task.structured_reply` takes them: each reply is validated once (identical replies, common
+    for a judge, share one parsed value: read it, do not change it). Bounded (a reply whose
+    row never reaches `format_output` is dropped eventually); a copy of the task starts empty."""
+
+    _LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: OrderedDict[str, list[Any]] = OrderedDict()  # text -> [value, uses left]
+
+    def put(self, text: str, value: Any) -> None:
+        with self._lock:
+            held = self._values.get(text)
+            if held is None:
+                self._values[text] = [value, 1]
+            else:
+                held[1] += 1
+                self._values.move_to_end(text)
+            while len(self._values) > self._LIMIT:
+                self._values.popitem(last=False)
+
+    def take(self, text: str) -> tuple[bool, Any]:
+        with self._lock:
+            held = self._values.get(text)
+            if held is None:
+                return False, None
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._values[text]
+            return True, held[0]
+
+    def __reduce__(self) -> tuple[type[_ParsedReplies], tuple[()]]:
+        return (_ParsedReplies, ())
+
+
 class Task(_Task):
     """A task driven by a text model (`LLM`)."""
 
     llm: LLM
+
+    _replies: _ParsedReplies = PrivateAttr(default_factory=_ParsedReplies)
 
     @property
     def model(self) -> LLM:
@@ -59,7 +102,8 @@ class Task(_Task):
 
         When set, it is the request's ``structured_output`` (see
         `pixtill.models.structured`), and a generation that does not parse and validate fails
-        its row with the validation message; `format_output` still gets the JSON text.
+        its row with the validation message; `format_output` still gets the JSON text
+        (`structured_reply` gives it the value already parsed and validated).
         """
         return None
 
@@ -79,7 +123,7 @@ class Task(_Task):
                     output = None
                 elif spec is not None:
                     try:
-                        parse_structured(output, spec)
+                        self._replies.put(output, parse_structured(output, spec))
                     except StructuredOutputError as exc:
                         why = str(exc)  # the reply is kept in the metadata's raw output
                 if why is not None:
@@ -87,3 +131,17 @@ class Task(_Task):
                     result = GenerationResult(output, result.statistics, why, cause)
             checked.append(result)
         return checked
+
+    def structured_reply(self, output: Any) -> Any:
+        """The parsed value of a structured reply (see `get_structured_output`), for
+        `format_output`: the one the task already parsed and validated when the reply came
+        in (a reply is validated once), else parsed and validated now. Raises
+        `pixtill.models.structured.StructuredOutputError` for a reply that does not match."""
+        if isinstance(output, str):
+            found, value = self._replies.take(output)
+            if found:
+                return value
+        spec = self.get_structured_output()
+        if spec is None:
+            raise StructuredOutputError(f"step {self.name!r} asks for no structured output")
+        return parse_structured(output, spec)
