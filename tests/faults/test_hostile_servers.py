@@ -229,7 +229,7 @@ def test_a_base_url_without_an_http_scheme_is_refused_at_once(
 def test_a_refused_base_url_never_shows_a_password_or_query_key() -> None:
     with pytest.raises(ValidationError) as caught:
         InferenceEndpointsLLM(base_url="user:hunter2secret@localhost:8080/v1?key=sk-abcdefgh")
-    message = str(caught.value).split("[type=")[0]
+    message = str(caught.value)  # whole: pydantic's "input_value=..." must not echo it
     assert "hunter2secret" not in message and "sk-abcdefgh" not in message
     assert "localhost:8080/v1" in message
 

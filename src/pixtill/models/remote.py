@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
@@ -77,6 +77,10 @@ class RemoteModel(BaseModel):
     Subclasses declare ``base_url`` (and ``api_key`` when they need one) and implement
     `_auth_headers` (called once, at load time).
     """
+
+    # A refused value is not echoed in the error (pydantic's "input_value=..."): a base_url
+    # may carry a password or a ?key= that must never reach a log.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     base_url: str | None = Field(default=None, description="Root URL of the server.")
     max_concurrent_requests: int = Field(
