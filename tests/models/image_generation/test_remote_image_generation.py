@@ -155,9 +155,7 @@ def test_openai_partial_failure_of_one_chunk(fake: FakeProviders, url: str) -> N
     model = openai_model(url)
     attempts: list[int] = []
 
-    async def flaky_request(
-        engine: Any, payload: dict[str, Any], n: int, *options: Any
-    ) -> list[Generation]:
+    async def flaky_request(engine: Any, payload: dict[str, Any], n: int) -> list[Generation]:
         attempts.append(n)
         if len(attempts) == 2:
             raise RuntimeError("chunk failed")

@@ -40,6 +40,7 @@ __all__ = [
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RESERVED = ("model", "prompt", "n")
+_NO_OPTIONS = RequestOptions()
 
 
 def image_b64_from_bytes(data: bytes, backend: str, what: str = "the response") -> str:
@@ -195,14 +196,20 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         per, total = self.n_per_request, request.n
         counts = [min(per, total - start) for start in range(0, total, per)]
         send = self._request if self._aclient is None else self._sdk_request
+        # Without options the call keeps its three arguments (a request stand-in may take three).
+        extra = (options,) if options != _NO_OPTIONS else ()
         engine = await self._aengine()
         return await gather_generations(
             type(self).__name__,
-            [(count, send(engine, payload, count, options)) for count in counts],
+            [(count, send(engine, payload, count, *extra)) for count in counts],
         )
 
     async def _sdk_request(
-        self, engine: RequestEngine, payload: dict[str, Any], n: int, options: RequestOptions
+        self,
+        engine: RequestEngine,
+        payload: dict[str, Any],
+        n: int,
+        options: RequestOptions = _NO_OPTIONS,
     ) -> list[Generation]:
         """One request through the SDK client in ``_aclient``; URLs are fetched as usual."""
         sdk_options = {  # handed back to the SDK, which sends them itself
@@ -223,7 +230,11 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         return [Generation.of_image(image) for image in images]
 
     async def _request(
-        self, engine: RequestEngine, payload: dict[str, Any], n: int, options: RequestOptions
+        self,
+        engine: RequestEngine,
+        payload: dict[str, Any],
+        n: int,
+        options: RequestOptions = _NO_OPTIONS,
     ) -> list[Generation]:
         url = options.url(f"{self.base_url.rstrip('/')}/images/generations")
         headers = {**(self._request_auth or {}), **options.headers}
