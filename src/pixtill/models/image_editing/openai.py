@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.build_once import once
-from pixtill.models.image_editing._encode import upload_bytes
+from pixtill.models.image_editing._encode import check_mask, upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.openai import (
@@ -73,6 +73,16 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
 
     def _auth_headers(self) -> dict[str, str]:
         return openai_auth_headers(self.api_key, self.base_url, type(self).__name__)
+
+    def check_edit(self, edit: EditInput) -> None:
+        """The edits API's rules for a mask: the image's size, and an alpha channel (its
+        transparent pixels mark the area to change; it is sent as PNG). Checked here so the
+        row fails naming the ``mask`` column rather than with the server's bare HTTP 400. A
+        mask or image given as a URL is checked by the server (nothing is fetched here)."""
+        mask = edit.get("mask")
+        if mask is None or mask.kind == "url" or edit["image"].kind == "url":
+            return
+        check_mask(mask, edit["image"])
 
     @canonical_edge
     async def agenerate(
