@@ -2,11 +2,12 @@
 script, not a test).
 
 A PIL image in a chat message is sent as a lossless PNG data URL. The script encodes a
-``--side``-pixel photo-like image (smooth colour fields plus sensor-like noise, the hard case
-for a lossless coder) and a flat one (a diagram: solid shapes on a plain background) at zlib
-levels 1, 3 and 6 (Pillow's default, the reference), ``--repeat`` times each, and prints the
-median encode time, the size, both as ratios to level 6, and what the extra bytes cost on the
-wire at ``--mbps`` (base64 included). Each encoding is decoded once to check it is lossless.
+``--side``-pixel photo-like image (smooth colour fields plus sensor-like noise, the hard case for a
+lossless coder), the gradient-with-noise image of ``prepare_off_loop.py`` and a flat one (a diagram:
+solid shapes on a plain background) at zlib levels 1, 3 and 6 (Pillow's default, the reference),
+``--repeat`` times each, and prints the median encode time, the size, both as ratios to level 6, and
+what the extra bytes cost on the wire at ``--mbps`` (base64 included). Each encoding is decoded once
+to check it is lossless.
 
     .venv/bin/python benchmarks/png_levels.py [--side 1024] [--repeat 7] [--mbps 100]
 """
@@ -31,6 +32,13 @@ def photo_like(side: int, seed: int = 0) -> Image.Image:
     smooth = np.asarray(coarse.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
     noise = rng.normal(0.0, 4.0, smooth.shape)  # a camera's noise: what makes photos costly
     return Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8))
+
+
+def gradient_noise(side: int) -> Image.Image:
+    """The image of ``prepare_off_loop.py`` (a gradient blended with noise), for comparison."""
+    gradient = Image.linear_gradient("L").resize((side, side)).convert("RGB")
+    noise = Image.effect_noise((side, side), 40).convert("RGB")
+    return Image.blend(gradient, noise, 0.3)
 
 
 def flat(side: int) -> Image.Image:
@@ -80,6 +88,7 @@ def main() -> None:
     parser.add_argument("--mbps", type=float, default=100.0)
     args = parser.parse_args()
     measure("photo-like", photo_like(args.side), args.repeat, args.mbps)
+    measure("gradient+noise", gradient_noise(args.side), args.repeat, args.mbps)
     measure("flat", flat(args.side), args.repeat, args.mbps)
 
 
