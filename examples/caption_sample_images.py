@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageStat
 from pixtill.images import ImageRef
 from pixtill.models.image_generation import AsyncImageGenerationModel, ImageGenerationOutput
 from pixtill.models.llms import AsyncLLM, FormattedInput, GenerateOutput
+from pixtill.pipeline import Pipeline
 from pixtill.steps import LoadDataFromDicts
 from pixtill.steps.tasks import ImageGeneration, TextGenerationWithImage
 
@@ -150,54 +151,48 @@ def main() -> None:
         draw_sample(shape, colour, background, (160 + 16 * i, 120)).save(path)
         seeds.append({"image": str(path), "shape_hint": shape})
 
-    loader = LoadDataFromDicts(data=seeds)
-    caption = TextGenerationWithImage(
-        name="caption",
-        llm=PixelStatsVLM(),
-        template="Describe this image.",
-        columns=[],
-        image_type="path",
-        output_mappings={"generation": "caption", "model_name": "caption_model"},
-    )
-    question = TextGenerationWithImage(
-        name="question",
-        llm=PixelStatsVLM(),
-        image_type="path",
-        template="What colour is the {{ shape_hint }}?",
-        columns=["shape_hint"],
-        output_mappings={"generation": "answer", "model_name": "answer_model"},
-    )
-    painter = ImageGeneration(
-        name="paint",
-        image_generation_model=CaptionPainter(),
-        save_artifacts=True,
-        artifacts_directory=out / "artifacts",
-        input_mappings={"prompt": "caption"},
-        output_mappings={"image": "generated_image", "model_name": "image_model"},
-    )
-    steps = [caption, question, painter]
-    for step in steps:
-        step.load()
-    rows: list[dict[str, Any]] = []
-    for batch, _ in loader.process_applying_mappings():
-        for step in steps:
-            batch = [r for b in step.process_applying_mappings(batch) for r in b]
-        rows.extend(batch)
-    for step in steps:
-        step.unload()
+    # Steps are declared inside the pipeline, which runs them: rows stream from step to step,
+    # finished rows are cached (a second run answers from ``out/cache``), and the dataset is
+    # written with real image columns.
+    with Pipeline(name="caption-sample-images", cache_dir=out / "cache") as pipeline:
+        loader = LoadDataFromDicts(name="seeds", data=seeds)
+        caption = TextGenerationWithImage(
+            name="caption",
+            llm=PixelStatsVLM(),
+            template="Describe this image.",
+            columns=[],
+            image_type="path",
+            output_mappings={"generation": "caption", "model_name": "caption_model"},
+        )
+        question = TextGenerationWithImage(
+            name="question",
+            llm=PixelStatsVLM(),
+            image_type="path",
+            template="What colour is the {{ shape_hint }}?",
+            columns=["shape_hint"],
+            output_mappings={"generation": "answer", "model_name": "answer_model"},
+        )
+        painter = ImageGeneration(
+            name="paint",
+            image_generation_model=CaptionPainter(),
+            save_artifacts=True,
+            artifacts_directory=out / "artifacts",
+            input_mappings={"prompt": "caption"},
+            output_mappings={"image": "generated_image", "model_name": "image_model"},
+        )
+        loader >> caption >> question >> painter
+    distiset = pipeline.run(output_dir=out / "dataset", show_progress=False)
 
-    dataset = out / "dataset.jsonl"
-    with dataset.open("w") as fh:
-        for row in rows:
-            row = {k: v for k, v in row.items() if k != "generated_image"}
-            fh.write(json.dumps(row) + "\n")
+    rows = distiset["paint"]
     failures = sum(1 for r in rows if r["caption"] is None or r["image_path"] is None)
-    print(f"{len(rows)} rows, {failures} failed; dataset: {dataset.resolve()}")
+    print(f"{len(rows)} rows, {failures} failed; dataset: {(out / 'dataset').resolve()}")
     print(f"generated images: {(out / 'artifacts' / 'images').resolve()}")
+    first = rows[0]
     print(
         "first row:",
-        json.dumps({k: rows[0][k] for k in ("image", "caption", "answer", "image_path")}, indent=2),
+        json.dumps({k: first[k] for k in ("caption", "answer", "image_path")}, indent=2),
     )
+    print(f"look at it with: pixtill view {out / 'dataset'}")
 
 
 if __name__ == "__main__":

@@ -100,3 +100,20 @@ def test_the_check_sees_a_circle_hidden_in_a_function() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_local_backends_share_torch_support_not_an_llm_module() -> None:
+    """Diffusers backends and CLIPScore reach torch through `pixtill.models.torch_support`, so
+    an image model or a quality step never depends on the transformers LLM backend."""
+    graph = import_graph()
+    llm_backends = {"pixtill.models.llms.transformers", "pixtill.models.llms.vllm"}
+    leaks = {
+        module: sorted(graph[module] & llm_backends)
+        for module in graph
+        if module.startswith(("pixtill.models.", "pixtill.steps."))
+        and not module.startswith("pixtill.models.llms")
+        and graph[module] & llm_backends
+    }
+    assert leaks == {}
+    assert "pixtill.models.torch_support" in graph["pixtill.models.diffusers_runtime"]
+    assert "pixtill.models.torch_support" in graph["pixtill.steps.quality.clip_score"]

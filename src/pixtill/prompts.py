@@ -12,13 +12,46 @@ from decimal import Decimal
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pixtill.errors import RowError, StepConfigError
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+_MAX_PRODUCT = 1_000_000
+"""The most characters or items a template's ``*`` may make (a prompt is far shorter)."""
+
+
+class _PromptSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` bounded: ``{{ 'x' * 10**10 }}`` or
+    ``{{ 9**9**9 }}`` in a shared config would otherwise exhaust memory or hang a worker
+    (Jinja's sandbox bounds ``range`` but not these; its docs suggest intercepting them)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _too_big_power(left, right):
+            raise SecurityError(f"the power {left!r} ** {right!r} is too large for a template")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, (str, list, tuple))
+                    and isinstance(times, int)
+                    and len(sequence) * times > _MAX_PRODUCT
+                ):
+                    raise SecurityError(
+                        f"repeating {len(sequence)} items {times} times is over the "
+                        f"{_MAX_PRODUCT:,} a template may make"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+def _too_big_power(base: Any, exponent: Any) -> bool:
+    if not isinstance(base, (int, float)) or not isinstance(exponent, (int, float)):
+        return False
+    return abs(base) > 1 and abs(exponent) > 1024
+
+
+_ENV = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class MissingValue(StrictUndefined):

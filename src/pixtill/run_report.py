@@ -2,9 +2,10 @@
 summary of failed rows grouped by cause when it ends.
 
 The summary is computed from the ``error_<step>`` entries of the ``pixtill_metadata`` column
-only, so it works on any executor's result (a `Distiset`, a dict of datasets, or plain rows).
-A row counts once, under the first step that failed it: a later step that fails because its
-input is missing is a consequence, not a cause.
+(and their ``failure_<step>`` companions, see `failure_record`) only, so it works on any
+executor's result (a `Distiset`, a dict of datasets, or plain rows). A row counts once, under
+the first step that failed it: a later step that fails because its input is missing is a
+consequence, not a cause. Causes are grouped by kind (rate-limited, timeout, server...).
 """
 
 from __future__ import annotations
@@ -21,8 +22,26 @@ from pixtill.errors import split_location
 
 METADATA_COLUMN = "pixtill_metadata"
 _ERROR_PREFIX = "error_"
+FAILURE_PREFIX = "failure_"
+UNKNOWN_KIND = "unknown"
+INPUT_KIND = "input"
+OUTPUT_KIND = "output"
 # The first failures of a step are logged one by one, then only a count.
 DEFAULT_LOGGED_FAILURES = 5
+
+
+def failure_record(kind: str, status: int | None = None) -> dict[str, Any]:
+    """What ``pixtill_metadata["failure_<step>"]`` holds next to a row's ``error_<step>``
+    message: the failure as data, ``{"kind": ..., "status": ...}``.
+
+    ``kind``: a request failure's kind (``"rate_limited"``, ``"timeout"``, ``"connection"``,
+    ``"bad_request"``, ``"auth"``, ``"server"``, ``"invalid_response"``: see
+    `pixtill.models.http.ErrorKind`), ``"model"`` for another failure of the model call,
+    ``"input"`` when the row's own input could not be used, ``"output"`` when the task could
+    not use the model's answer (``format_output`` failed). ``status``: the HTTP status when
+    there was one, else None. (Not an ``error_`` key: those hold messages only, as in
+    distilabel.)"""
+    return {"kind": kind, "status": status}
 
 
 class FailureWarnings:
@@ -85,12 +104,16 @@ def cause_of(message: str) -> str:
 
 @dataclass
 class FailureGroup:
-    """Rows that failed in ``step`` for one ``cause``; ``example`` is one full message."""
+    """Rows that failed in ``step`` for one ``cause``; ``example`` is one full message,
+    ``kind`` the failure's kind (see `failure_record`; ``"unknown"`` when the row does not
+    say) and ``status`` its HTTP status, if any."""
 
     step: str
     cause: str
     count: int
     example: str
+    kind: str = UNKNOWN_KIND
+    status: int | None = None
 
 
 @dataclass
@@ -98,7 +121,8 @@ class FailureSummary:
     """How many rows a run produced and how many failed, by step and cause.
 
     ``rows``: rows in the result (all leaves); ``failed``: rows with an ``error_<step>`` entry;
-    ``groups``: the causes, most frequent first.
+    ``groups``: the causes, grouped by kind (the most frequent kind first), the most frequent
+    cause first within a kind.
     """
 
     rows: int = 0
@@ -117,16 +141,30 @@ class FailureSummary:
             counts[group.step] += group.count
         return dict(counts)
 
+    @property
+    def by_kind(self) -> dict[str, int]:
+        """Failed rows per kind (``{"rate_limited": 8, "timeout": 2}``), most frequent first."""
+        counts: Counter[str] = Counter()
+        for group in self.groups:
+            counts[group.kind] += group.count
+        return dict(counts.most_common())
+
     def __bool__(self) -> bool:
         return self.failed > 0
 
     def format(self, max_groups: int = 10) -> str:
-        """Lines for people: the totals, then one line per cause (``max_groups`` at most)."""
+        """Lines for people: the totals, then per kind a line with its count and HTTP
+        statuses, and under it one line per cause (``max_groups`` cause lines at most)."""
         if not self.failed:
             return f"All {self.rows} rows succeeded."
         lines = [f"{self.failed} of {self.rows} rows failed ({self.failure_rate:.1%}):"]
+        kinds = self.by_kind
+        kind = None
         for group in self.groups[:max_groups]:
-            lines.append(f"  {group.count} x step {group.step!r}: {group.cause}")
+            if group.kind != kind:
+                kind = group.kind
+                lines.append(f"  {_kind_heading(kind, self.groups, kinds[kind])}")
+            lines.append(f"    {group.count} x step {group.step!r}: {group.cause}")
         hidden = self.groups[max_groups:]
         if hidden:
             rest = sum(g.count for g in hidden)
@@ -135,6 +173,28 @@ class FailureSummary:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _kind_heading(kind: str, groups: list[FailureGroup], count: int) -> str:
+    statuses = sorted({g.status for g in groups if g.kind == kind and g.status is not None})
+    http = f" (HTTP {', '.join(map(str, statuses))})" if statuses else ""
+    return f"{kind}{http}: {count} row{'' if count == 1 else 's'}"
+
+
+def _failure_of(meta: Mapping[str, Any], step: str) -> tuple[str, int | None]:
+    """The kind and HTTP status ``failure_<step>`` records for the row (the first failed
+    generation's when they are grouped); ``("unknown", None)`` when it records none."""
+    record = meta.get(FAILURE_PREFIX + step)
+    if isinstance(record, list):
+        record = next((r for r in record if isinstance(r, Mapping)), None)
+    if not isinstance(record, Mapping):
+        return UNKNOWN_KIND, None
+    kind = record.get("kind")
+    status = record.get("status")
+    return (
+        kind if isinstance(kind, str) and kind else UNKNOWN_KIND,
+        status if isinstance(status, int) and not isinstance(status, bool) else None,
+    )
 
 
 def _row_errors(meta: Any) -> Iterable[tuple[str, str]]:
@@ -178,14 +238,16 @@ def _dataset_metadata(dataset: Any) -> Iterable[Any]:
     names = [f.name for f in column.type if f.name.startswith(_ERROR_PREFIX)]
     if not names:
         return iter([None] * len(column))
+    names += [f.name for f in column.type if f.name.startswith(FAILURE_PREFIX)]
     fields = {name: column.combine_chunks().field(name).to_pylist() for name in names}
     return ({name: fields[name][i] for name in names} for i in range(len(column)))
 
 
 def summarize_failures(source: Any) -> FailureSummary:
-    """Count failed rows by step and cause (see the module docs for what ``source`` may be)."""
-    counts: Counter[tuple[str, str]] = Counter()
-    examples: dict[tuple[str, str], str] = {}
+    """Count failed rows by kind, step and cause (see the module docs for what ``source`` may
+    be)."""
+    counts: Counter[tuple[str, int | None, str, str]] = Counter()
+    examples: dict[tuple[str, int | None, str, str], str] = {}
     rows = failed = 0
     for meta in _metadata_of(source):
         rows += 1
@@ -194,13 +256,18 @@ def summarize_failures(source: Any) -> FailureSummary:
             continue
         failed += 1
         step, message = first
-        key = (step, cause_of(message))
+        key = (*_failure_of(meta, step), step, cause_of(message))
         counts[key] += 1
         examples.setdefault(key, message)
-    groups = [
-        FailureGroup(step, cause, count, examples[(step, cause)])
-        for (step, cause), count in counts.most_common()
-    ]
+    per_kind: Counter[str] = Counter()
+    for (kind, *_), count in counts.items():
+        per_kind[kind] += count
+    order = {kind: rank for rank, (kind, _) in enumerate(per_kind.most_common())}
+    ranked = sorted(counts.items(), key=lambda item: (order[item[0][0]], -item[1]))
+    groups = []
+    for key, count in ranked:
+        kind, status, step, cause = key
+        groups.append(FailureGroup(step, cause, count, examples[key], kind, status))
     return FailureSummary(rows=rows, failed=failed, groups=groups)
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from faults.fault_servers import FaultyOpenAI, png, raw_server
 from http_servers import serve
-from models.fake_providers import FAST, loaded
+from models.fake_providers import FAST, HangingTransport, loaded, loaded_with_hangs
+from pixtill.models.http import ManualClock
 from pixtill.models.image_generation import OpenAIImageGeneration
 from pixtill.models.llms import OpenAILLM
 from pixtill.pipeline import Pipeline
@@ -60,6 +61,22 @@ def rows_with(marker: str, image: str | None = None) -> list[dict[str, Any]]:
 def error_of(rows: list[dict[str, Any]], index: int, step: str = "vision") -> str | None:
     value = rows[index][METADATA_COLUMN].get(f"error_{step}")
     return None if value is None else str(value)
+
+
+@pytest.fixture
+def hanging_models(monkeypatch: pytest.MonkeyPatch) -> list[HangingTransport]:
+    """Every `OpenAILLM` loaded during the test (by a pipeline too) sends through a
+    `HangingTransport` on a virtual clock: a ``[[hang]]`` request times out without waiting on
+    the wall clock, and the healthy ones get a generous real timeout."""
+    transports: list[HangingTransport] = []
+
+    def load(self: OpenAILLM) -> None:
+        transport = HangingTransport(ManualClock())
+        transports.append(transport)
+        self.load_with(transport=transport, clock=transport.clock)
+
+    monkeypatch.setattr(OpenAILLM, "load", load)
+    return transports
 
 
 def task_errors(task: TextGenerationWithImage, rows: list[dict[str, Any]]) -> list[Any]:
@@ -111,9 +128,12 @@ def test_an_image_400_about_an_inline_image_names_the_column_too(server: FaultyO
     assert error is not None and error.startswith("step 'vision': row 2, column 'image': ")
 
 
-def test_timeouts_name_step_and_row(server: FaultyOpenAI) -> None:
+def test_timeouts_name_step_and_row(
+    server: FaultyOpenAI, hanging_models: list[HangingTransport]
+) -> None:
     task = vision(server.base, timeout=0.3, max_retries=0)
     error = error_of(task_errors(task, rows_with("[[hang]]")), 2)
+    assert [t.hung for t in hanging_models] == [1]  # the hang was scripted, not waited for
     assert error is not None
     assert error.startswith("step 'vision': row 2: ") and "timeout" in error.lower(), error
 
@@ -181,8 +201,10 @@ def test_image_generation_failures_name_step_and_row(
 ) -> None:
     task = painter(server.base, fetch_timeout=0.3, max_image_bytes=100_000)
     prompts = [{"prompt": "a cat"}, {"prompt": f"a dog {marker}"}]
-    with loaded(task):
+    # The hung image download times out on a virtual clock: no wall-clock race.
+    with loaded_with_hangs(task, hang_urls=("/files/hang.png",)) as (task, hangs):
         out = next(task.process(prompts))
+    assert hangs.hung == (1 if marker == "[[urlhang]]" else 0)
     assert error_of(out, 0, "paint") is None and out[0]["image"] is not None
     error = error_of(out, 1, "paint")
     assert error is not None
@@ -191,7 +213,9 @@ def test_image_generation_failures_name_step_and_row(
     assert out[1]["image"] is None  # never stored as a success
 
 
-def test_every_response_fault_in_one_pipeline_run(server: FaultyOpenAI, tmp_path: Any) -> None:
+def test_every_response_fault_in_one_pipeline_run(
+    server: FaultyOpenAI, tmp_path: Any, hanging_models: list[HangingTransport]
+) -> None:
     markers = ["[[status:500]]", "[[nochoices]]", "[[nullcontent]]", "[[badjson]]", "[[html]]"]
     markers += ["[[hang]]", "[[image400]]"]
     data = [{"instruction": "fine", "image": data_url()}]
@@ -201,6 +225,7 @@ def test_every_response_fault_in_one_pipeline_run(server: FaultyOpenAI, tmp_path
         task = TextGenerationWithImage(name="vision", llm=llm(server.base, timeout=0.5))
         load >> task
     distiset = pipeline.run(use_cache=False)
+    assert sum(t.hung for t in hanging_models) == 2  # the [[hang]] row and its one retry
     metas = distiset["vision"][METADATA_COLUMN]
     assert metas[0].get("error_vision") is None
     for row in range(1, len(data)):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import io
 import json
@@ -624,7 +625,16 @@ class FakeProviders:
                 name = hashlib.sha256(image).hexdigest()[:16] + ".png"
                 self.files[name] = image
                 data.append({"url": f"{request.url.origin()}/files/{name}"})
-        return web.json_response({"created": 0, "data": data})
+        answer: dict[str, Any] = {"created": 0, "data": data}
+        if model.startswith("gpt-image"):  # token usage, as OpenAI reports it for these models
+            words = len(prompt.split())
+            answer["usage"] = {
+                "input_tokens": words,
+                "output_tokens": 272 * n + 1,  # not a multiple of n: the split must add up
+                "total_tokens": words + 272 * n + 1,
+                "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+            }
+        return web.json_response(answer)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         self.file_gets += 1
@@ -691,8 +701,18 @@ class FakeProviders:
 
 # --------------------------------------------------------------------- test helpers
 
-FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": 5.0, "max_retries": 3}
-"""Engine settings that make retries cost milliseconds."""
+FAST: dict[str, Any] = {
+    "backoff_base": 0.01,
+    "backoff_max": 0.05,
+    "timeout": 60.0,
+    "max_retries": 3,
+}
+"""Engine settings that make retries cost milliseconds. The timeout is a safety net only (tests
+of timeouts use `HangingTransport` and virtual time): long, so that a loaded machine never
+turns a slow local answer into a retry the test did not expect."""
+
+REAL_TIMEOUT = 60.0
+"""The wall-clock timeout `HangingTransport` gives the attempts it sends to the real server."""
 
 
 def free_port() -> int:
@@ -715,32 +735,43 @@ def loaded(step: Any) -> Iterator[Any]:
 
 class HangingTransport:
     """The default (aiohttp) transport, except that an attempt whose body holds ``[[hang]]``
-    waits out its whole timeout on ``clock`` - virtual time - and times out, as a server that
-    never answers would make it: timeout handling is tested without waiting on the wall clock.
-    ``hung`` counts those attempts."""
+    (or whose URL ends with one of ``hang_urls``, e.g. an image download) waits out its whole
+    timeout on ``clock`` - virtual time - and times out, as a server that never answers would
+    make it: timeout handling is tested without waiting on the wall clock. ``hung`` counts
+    those attempts. Every other attempt goes to the real server with a generous wall-clock
+    timeout instead of the test's short one, so that a busy machine cannot turn a slow answer
+    into a timeout the test did not script."""
 
-    def __init__(self, clock: ManualClock) -> None:
+    def __init__(self, clock: ManualClock, hang_urls: tuple[str, ...] = ()) -> None:
         self.clock = clock
         self.inner = AiohttpTransport()
+        self.hang_urls = hang_urls
         self.hung = 0
 
-    async def send(self, request: HttpRequest) -> HttpResponse:
+    def hangs(self, request: HttpRequest) -> bool:
         if request.body is not None and b"[[hang]]" in request.body:
+            return True
+        return bool(self.hang_urls) and request.url.endswith(self.hang_urls)
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        if self.hangs(request):
             self.hung += 1
             await self.clock.sleep(request.timeout)
             raise TransportError(ErrorKind.TIMEOUT, "timeout")
-        return await self.inner.send(request)
+        return await self.inner.send(dataclasses.replace(request, timeout=REAL_TIMEOUT))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 @contextmanager
-def loaded_with_hangs(step: Any) -> Iterator[tuple[Any, HangingTransport]]:
+def loaded_with_hangs(
+    step: Any, hang_urls: tuple[str, ...] = ()
+) -> Iterator[tuple[Any, HangingTransport]]:
     """`loaded`, with the step's model sending through a `HangingTransport` on a virtual
     clock."""
     clock = ManualClock()
-    transport = HangingTransport(clock)
+    transport = HangingTransport(clock, hang_urls)
     with loaded(step):
         step.model.load_with(transport=transport, clock=clock)
         yield step, transport

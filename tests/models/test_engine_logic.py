@@ -139,6 +139,106 @@ def test_retry_after_pauses_then_cuts_only_if_the_pause_did_not_help() -> None:
     assert limit.paused_for() == pytest.approx(1.0)
 
 
+def test_429s_from_before_the_cut_cause_one_cut_only() -> None:
+    """A burst of 429s answered while the attempts started before the cut still hold the
+    server: one cut, and until those attempts end, no vote and no new start beyond them."""
+    clock = ManualClock()
+    limit = limit_with(clock, maximum=100, min_sample=8)
+    old = [limit.started() for _ in range(100)]  # the first window, all sent at once
+    for epoch in old[:35]:
+        limit.record_success(epoch, latency=0.2)
+        limit.finished(epoch)
+    lowered = []
+    for epoch in old[35:60]:  # then 25 refused; the 15th makes a 30 % share of 50 responses
+        lowered.append(limit.record_rate_limited(epoch))
+        limit.finished(epoch)
+    assert lowered.count(True) == 1
+    assert limit.value == 51  # cut to 85 (x0.85), held at the 51 attempts out at the cut
+    for _ in range(3):  # recovery: new attempts are refused too (the server is still full)
+        votes = [limit.started() for _ in range(50)]
+        assert limit.epoch not in votes
+        for epoch in votes:
+            assert limit.record_rate_limited(epoch) is False
+            limit.finished(epoch)
+    assert limit.value == 51
+    for epoch in old[60:]:  # the old attempts succeed: recovery ends, votes count again
+        clock.advance(0.005)
+        limit.record_success(epoch, latency=0.2)
+        limit.finished(epoch)
+    assert limit.value == 85
+    epoch = limit.started()
+    assert epoch == limit.epoch
+    lowered = [limit.record_rate_limited(limit.started()) for _ in range(50)]
+    assert lowered.count(True) == 1  # a real limit in the new window: the next cut
+    assert limit.value < 85
+
+
+def test_a_cut_never_falls_below_the_concurrency_the_server_sustained() -> None:
+    """Little's law: 300 successes/s of 0.1 s each = 30 requests held at once. Two bursts of
+    429s (the second refusing everything) leave the window at about 30, where halving twice
+    would leave 10, as it does when nothing has succeeded."""
+    clock = ManualClock()
+    limit = limit_with(clock, maximum=40, min_sample=8)
+    for _ in range(600):  # two seconds of 300 successes/s
+        clock.advance(1 / 300)
+        limit.record_success(limit.epoch, latency=0.1)
+    assert limit.sustained() == pytest.approx(30.0, rel=0.05)
+    idle = limit_with(ManualClock(), maximum=40, min_sample=8)
+    for window in (limit, idle):
+        for _ in range(2):
+            epoch = window.epoch
+            for _ in range(40):
+                window.record_rate_limited(epoch)
+    assert 28 <= limit.value <= 30
+    assert idle.value == 10
+    clock.advance(10.0)  # ten silent seconds: nothing is sustained any more
+    assert limit.sustained() == 0.0
+
+
+def test_converges_near_k_on_a_server_that_refuses_above_k(monkeypatch: Any) -> None:
+    """A simulated server holding at most K=64 requests of 200 ms (429 at once above that),
+    C=500, a client that spends 0.5 ms of one core on each attempt: within two seconds the
+    window is near K and stays there, the server answers about K/latency successes a second,
+    and few requests are refused once settled. (Halving on every burst of 429s answered by a
+    still-full server fell to 33 and took 6 s to climb back.)"""
+    monkeypatch.setattr("pixtill.models._retry.random", random.Random(3))
+    k, latency, cpu_cost = 64, 0.2, 0.0005
+    clock = ManualClock()
+    held, cpu_free_at = 0, 0.0
+    log: list[tuple[float, bool, int]] = []  # (time, success, window)
+
+    async def server(request: HttpRequest) -> HttpResponse:
+        nonlocal held, cpu_free_at
+        cpu_free_at = max(clock.now, cpu_free_at) + cpu_cost  # attempts queue for the CPU
+        await clock.sleep(cpu_free_at - clock.now)
+        if held >= k:
+            log.append((clock.now, False, engine.limit.value))
+            return HttpResponse(429)
+        held += 1
+        try:
+            await clock.sleep(latency)
+        finally:
+            held -= 1
+        log.append((clock.now, True, engine.limit.value))
+        return OK
+
+    engine, _, _ = engine_with(server, clock, max_concurrent_requests=500, max_retries=8)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(engine.post_json("http://x/v1/c", {"i": i}) for i in range(2000))
+        )
+
+    assert len(run(main())) == 2000
+    settled = [entry for entry in log if 2.0 <= entry[0] < 7.0]
+    assert min(window for _, _, window in settled) >= int(0.85 * k)
+    assert max(window for _, _, window in settled) <= int(1.1 * k)
+    successes = sum(ok for _, ok, _ in settled)
+    assert successes >= 0.85 * (k / latency) * 5  # the target of benchmarks/rate_limits.py
+    refused = [ok for at, ok, _ in log if at >= 3.0]
+    assert refused.count(False) / len(refused) < 0.1
+
+
 # ------------------------------------------------------------------ the engine on a mock
 
 
@@ -280,7 +380,7 @@ def test_pause_holds_back_new_starts() -> None:
 
     run(main())
     assert engine.limit.value == 20  # paused, not cut
-    assert engine.limit.epoch == 1  # one pause (a new epoch), no cut
+    assert engine.limit.epoch == 2  # one pause (a new epoch, after one for recovery), no cut
     retried = starts[20:]
     assert retried and min(retried) >= 2.0
 

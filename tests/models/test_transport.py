@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pixtill.errors import ModelUnavailableError
-from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket, parse_retry_after
+from pixtill.models._pacing import TokenBucket
+from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, parse_retry_after
 from pixtill.models.http import (
     ErrorKind,
     HttpRequest,

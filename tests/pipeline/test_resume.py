@@ -4,11 +4,12 @@ dataset with each row exactly once, and never resend a request whose response wa
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,41 @@ def _stored(cache: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
-def _start(work: Path) -> subprocess.Popen[str]:
+def _start(work: Path, hold_after: int | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(JOB.parent)}
+    hold = [] if hold_after is None else [str(hold_after)]
     return subprocess.Popen(
-        [sys.executable, str(JOB), str(work), str(ROWS)],
+        [sys.executable, str(JOB), str(work), str(ROWS), *hold],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _wait_for_line(proc: subprocess.Popen[str], wanted: str, timeout: float) -> None:
+    """Block until the child prints ``wanted`` (no polling: a thread reads its output)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.strip())
+            if line.strip() == wanted:
+                return
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"the job never printed {wanted!r}") from None
+        if line == wanted:
+            return
+        if line is None:
+            error = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the job ended before {wanted!r}: {error}")
 
 
 # Kill points count the requests of each run; every one must be reachable whatever the cache
@@ -47,11 +74,11 @@ def test_sigkill_then_resume(tmp_path: Path, kill_after: list[int]) -> None:
     cache = tmp_path / "cache" / "cache.sqlite"
     sent_before = 0
     for threshold in kill_after:
-        proc = _start(tmp_path)
-        deadline = time.monotonic() + 60
-        while len(_requests(log)) - sent_before < threshold and proc.poll() is None:
-            assert time.monotonic() < deadline, "the job never reached the kill point"
-            time.sleep(0.005)
+        proc = _start(tmp_path, hold_after=threshold)
+        # The child stops answering after `threshold` requests and says so: killed there,
+        # it cannot have finished first however busy the machine is (generous timeout).
+        _wait_for_line(proc, "HOLDING", timeout=300)
+        assert len(_requests(log)) - sent_before > threshold
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.communicate()
@@ -62,7 +89,7 @@ def test_sigkill_then_resume(tmp_path: Path, kill_after: list[int]) -> None:
         assert stored <= len(set(_requests(log)))
         stored_before_restart = stored
     proc = _start(tmp_path)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"DONE {ROWS}" in out
     resent = _requests(log)[sent_before:]

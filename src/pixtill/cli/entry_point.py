@@ -4,8 +4,11 @@ errors into one line on stderr and an exit code."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pixtill import __version__
 from pixtill.cli.registry import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
@@ -40,17 +43,42 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command = COMMANDS[args.command]
+    stopped_by: list[int] = []
     try:
-        return command.handler(args)
+        with _terminate_as_interrupt(stopped_by):
+            return command.handler(args)
     except KeyboardInterrupt:
-        print("pixtill: interrupted", file=sys.stderr)
-        return 130
+        resumable = args.command == "run" and not getattr(args, "no_cache", True)
+        hint = "; answered rows are cached: the same command resumes" if resumable else ""
+        print(f"pixtill: interrupted{' (SIGTERM)' if stopped_by else ''}{hint}", file=sys.stderr)
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     except UsageError as exc:
         return _report(args, exc, EXIT_USAGE)
     except (PixtillError, OSError) as exc:
         return _report(args, exc, EXIT_FAILED)
     except Exception as exc:  # not ours: name the type, and point at --debug
         return _report(args, exc, EXIT_FAILED, unexpected=True)
+
+
+@contextmanager
+def _terminate_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) stops a command as Ctrl-C does: workers are
+    stopped, finished shards and cached answers stay, one line is printed. The previous
+    handler comes back afterwards; outside the main thread nothing changes."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. main() called from a worker)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path, PurePath
 from typing import Any, TypeGuard
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -34,6 +35,13 @@ _IMAGE_EXTENSIONS = frozenset(
 
 def _is_file(text: str) -> bool:
     return len(text) < 4096 and os.path.isfile(os.path.expanduser(text))
+
+
+def _is_dir(text: str) -> bool:
+    return len(text) < 4096 and os.path.isdir(os.path.expanduser(text))
+
+
+_OTHER_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{1,15})://")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -186,6 +194,12 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
         if image_type not in ("path", "auto"):
             raise _mismatch(image_type, text)
         return _path_ref(_file_url_path(stripped), max_pixels)
+    scheme = _OTHER_SCHEME.match(stripped)
+    if scheme:  # ftp://, s3://, gs://...: never a path nor base64 (":" is not in base64)
+        raise ImageDecodeError(
+            f"unsupported URL scheme {scheme.group(1)!r} (http, https, data: and file: URLs "
+            f"are read): {preview(stripped)}"
+        )
     if image_type == "url":
         raise _mismatch(image_type, text)
     if image_type == "path":
@@ -200,7 +214,7 @@ def _from_str(text: str, image_type: ImageType, max_pixels: int | None) -> Image
             raise ImageDecodeError(f"invalid base64 data: {preview(text)}")
         return ImageRef("bytes", data=decoded[1], b64=decoded[0], max_pixels=max_pixels)
     # auto
-    if _is_file(text):
+    if _is_file(text) or _is_dir(text):  # a directory: "is a directory", not a base64 puzzle
         return _path_ref(text, max_pixels)
     decoded = decode_b64(text)
     if decoded is not None:

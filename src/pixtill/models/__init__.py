@@ -18,8 +18,11 @@ from pixtill.models.llms import (
     vLLM,
 )
 from pixtill.models.llms.typing import HiddenState
+from pixtill.models.request import ModelRequest
+from pixtill.models.results import GeneratedImage, Generation, ModelResult, ResultError
 
-# distilabel's ``distilabel.models`` exposes every backend; so does this package.
+# distilabel's ``distilabel.models`` exposes every backend; so does this package, with the
+# canonical request and result types the tasks and backends speak internally.
 __all__ = [
     "LLM",
     "AnthropicBatchLLM",
@@ -28,13 +31,18 @@ __all__ = [
     "AsyncLLM",
     "DiffusersImageGeneration",
     "GenerateOutput",
+    "GeneratedImage",
+    "Generation",
     "HiddenState",
     "ImageGenerationModel",
     "InferenceEndpointsImageGeneration",
     "InferenceEndpointsLLM",
+    "ModelRequest",
+    "ModelResult",
     "OpenAIBatchLLM",
     "OpenAIImageGeneration",
     "OpenAILLM",
+    "ResultError",
     "TransformersLLM",
     "vLLM",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pixtill.models._ratelimit import AdaptiveLimit, SlotPool, TokenBucket
+from pixtill.models._pacing import TokenBucket
+from pixtill.models._ratelimit import AdaptiveLimit, SlotPool
 from pixtill.models.engine_settings import EngineConfig
 from pixtill.models.http import Clock
 

@@ -128,6 +128,14 @@ class AiohttpTransport:
             raise
         except asyncio.TimeoutError:
             raise TransportError(ErrorKind.TIMEOUT, "timeout") from None
+        except aiohttp.ClientSSLError as exc:  # https:// to a plain-http port, a bad cert
+            raise TransportError(
+                ErrorKind.CONNECTION,
+                "TLS handshake failed",
+                detail=_desc(exc),
+                retryable=False,
+                fatal=True,
+            ) from None
         except _NON_RETRYABLE_CLIENT_ERRORS as exc:
             raise TransportError(
                 ErrorKind.BAD_REQUEST, "client error", detail=_desc(exc), retryable=False

@@ -31,16 +31,44 @@ class FailFast:
     """Fail-fast state of one engine. ``attempts`` / ``seconds``: the engine's
     ``fail_fast_attempts`` / ``fail_fast_seconds``; ``clock``: monotonic seconds."""
 
-    __slots__ = ("_attempts", "_clock", "_failed", "_first", "_seconds", "healthy", "unavailable")
+    __slots__ = (
+        "_alive_at",
+        "_attempts",
+        "_clock",
+        "_failed",
+        "_failed_since",
+        "_first",
+        "_healthy",
+        "_seconds",
+        "unavailable",
+    )
 
     def __init__(self, attempts: int, seconds: float, clock: Callable[[], float]) -> None:
         self._attempts = attempts
         self._seconds = seconds
         self._clock = clock
-        self.healthy = False  # a model request has succeeded
+        self._healthy = False  # a model request has succeeded
         self.unavailable: ModelUnavailableError | None = None
         self._failed = 0  # systemic-looking failures before the first success
         self._first: float | None = None  # when the first model request started
+        self._alive_at = 0.0  # the last success, or answer that shows the server alive
+        self._failed_since = 0  # systemic-looking failures since then
+
+    @property
+    def healthy(self) -> bool:
+        """Whether a model request has succeeded. Set on every success (the engine does), which
+        also restarts the watch for a server that dies mid-run."""
+        return self._healthy
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self._healthy = value
+        if value:
+            self._alive()
+
+    def _alive(self) -> None:
+        self._alive_at = self._clock()
+        self._failed_since = 0
 
     def reset(self) -> None:
         """Forget a verdict and the failures counted so far (the engine was closed)."""
@@ -59,8 +87,10 @@ class FailFast:
 
     def check(self, failure: Failure, url: str, headers: Mapping[str, str]) -> None:
         """Before any success: raise `ModelUnavailableError` when ``failure`` (with those seen
-        before) says the server is dead or misconfigured; otherwise return."""
-        if self.healthy:
+        before) says the server is dead or misconfigured; otherwise return. After a success:
+        raise it only when the server died mid-run (`_check_mid_run`)."""
+        if self._healthy:
+            self._check_mid_run(failure, url)
             return
         if failure.counts_as_systemic:
             self._failed += 1
@@ -73,6 +103,29 @@ class FailFast:
         if tail and failure.status is not None:  # servers echo a refused key back: hide it
             cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
         self._give_up(ModelUnavailableError(cause, url=safe_url(url), hint=hint))
+
+    def _check_mid_run(self, failure: Failure, url: str) -> None:
+        """A server that stopped mid-run (crashed, unplugged, hung): no success nor any other
+        sign of life for ``seconds``, and at least ``attempts`` attempts in a row failed with a
+        refused connection, an unknown host, 5xx or a timeout. Both are needed, so a restart or
+        a short outage costs the rows that ran out of retries, not the run; a dead server stops
+        the run in minutes instead of failing every remaining row one by one for hours."""
+        if not (failure.counts_as_systemic or failure.fatal):
+            self._alive()  # a 4xx or 429 is an answer: the server is up
+            return
+        self._failed_since += 1
+        quiet = self._clock() - self._alive_at
+        if not self._attempts or self._failed_since < self._attempts or quiet < self._seconds:
+            return
+        self._give_up(
+            ModelUnavailableError(
+                f"it stopped answering mid-run: no request succeeded for {quiet:.0f} s, and the "
+                f"last {self._failed_since} attempts failed (the last: {failure.reason})",
+                url=safe_url(url),
+                hint="did the server crash or stop? answered rows are cached: run again to "
+                "resume once it is back",
+            )
+        )
 
     def _give_up(self, error: ModelUnavailableError) -> NoReturn:
         if self.unavailable is None:

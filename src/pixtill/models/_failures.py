@@ -12,6 +12,7 @@ from pixtill.models._ratelimit import parse_retry_after
 from pixtill.models.http import ErrorKind, HttpResponse, TransportError
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "Failure",
     "excerpt",
     "safe_url",
@@ -22,6 +23,8 @@ __all__ = [
 
 _ERROR_BODY_CHARS = 500
 _SYSTEMIC_KINDS = frozenset({ErrorKind.SERVER, ErrorKind.TIMEOUT, ErrorKind.CONNECTION})
+MAX_RETRY_AFTER = 120.0
+"""The longest ``Retry-After`` (seconds) that a request waits out; a longer one fails it."""
 _V1_HINT = "OpenAI-compatible servers usually need /v1 in base_url"
 
 
@@ -55,10 +58,21 @@ class Failure:
         status = resp.status
         kind = ErrorKind.of_status(status)
         retryable = kind in (ErrorKind.RATE_LIMITED, ErrorKind.TIMEOUT, ErrorKind.SERVER)
-        retry_after = parse_retry_after(resp.headers.get("Retry-After")) if retryable else None
-        return cls(
-            kind, f"HTTP {status}", status, retryable, excerpt(resp.body), retry_after=retry_after
-        )
+        reason = f"HTTP {status}"
+        retry_after = None
+        if retryable:
+            retry_after = parse_retry_after(
+                resp.headers.get("Retry-After"), max_seconds=float("inf")
+            )
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            # A quota that resets in hours (or a header gone wrong): waiting would hang the row
+            # and pause the whole window, so the request fails now and says why.
+            reason = (
+                f"HTTP {status} (Retry-After: {retry_after:.0f} s, over the "
+                f"{MAX_RETRY_AFTER:.0f} s a request may wait)"
+            )
+            retryable, retry_after = False, None
+        return cls(kind, reason, status, retryable, excerpt(resp.body), retry_after=retry_after)
 
 
 def systemic_cause(
@@ -75,6 +89,11 @@ def systemic_cause(
     seconds since the first one reaching ``fail_fast_seconds`` (a hung server at low
     concurrency). None otherwise."""
     status = failure.status
+    if failure.fatal and failure.reason.startswith("TLS"):
+        return (
+            f"{failure.reason} ({failure.detail})" if failure.detail else failure.reason,
+            "does the server speak https? a local server usually needs http:// in base_url",
+        )
     if failure.fatal:
         return failure.reason, "is the server running, and are the host and port right?"
     if status in (401, 403):

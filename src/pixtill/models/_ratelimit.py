@@ -6,9 +6,7 @@
 * :class:`SlotPool` - the sliding window: at most ``limit.value`` holders at a time, FIFO
   hand-off to waiters, capacity may change while tasks wait.  One pool per event loop (it
   creates its futures on the running loop), all pools of an engine share one ``AdaptiveLimit``.
-* :class:`TokenBucket` - continuous-refill token bucket for requests/tokens per minute.  It
-  holds no asyncio objects at all (reservation based: callers get the number of seconds to
-  sleep), so it works from any event loop.
+  (Requests/tokens-per-minute pacing is `pixtill.models._pacing.TokenBucket`.)
 * :func:`parse_retry_after` - the ``Retry-After`` header in seconds.
 
 Nothing here is thread-safe; an engine is driven from one event loop at a time.
@@ -25,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-__all__ = ["AdaptiveLimit", "SlotPool", "TokenBucket", "parse_retry_after"]
+__all__ = ["AdaptiveLimit", "SlotPool", "parse_retry_after"]
 
 
 class AdaptiveLimit:
@@ -40,11 +38,21 @@ class AdaptiveLimit:
       a window of responses (``max(value / 2, min_sample)``), i.e. when the limit is real.
       Random 429s (a few percent) never reach it; a real ceiling K does as soon as the window
       is ~15 % above K. Each request votes once per epoch (see `RequestEngine`);
-    * a decrease happens at most once per epoch: attempts that started before the latest
-      decrease are not counted, so one burst of 429s lowers the limit once. The new value is
-      ``value * max(decrease, 1 - share / 2)`` (never below ``minimum``): a cut that follows
-      how far above the limit the window is, instead of halving blindly (the half: 429s are
-      answered at once, so they are over-represented among recent responses);
+    * a decrease happens at most once per epoch, and an epoch's votes count only once the
+      attempts started before the decrease have finished (*recovery*, `started` / `finished`):
+      until then those attempts still hold the server's slots, so a 429 answered to a newer
+      attempt says nothing about the new window. One burst of 429s thus lowers the limit once
+      per round trip, as TCP lowers its window once per window of data. During recovery
+      `value` is at most the attempts in flight at the decrease (a new attempt starts only as
+      an old one ends), and recovery lasts three mean latencies at most (a hung attempt does
+      not silence the 429s for its whole timeout). Callers that do not bracket attempts with
+      `started` / `finished` get no recovery, only the epochs;
+    * the cut is ``value * max(decrease, 1 - share / 2)`` (a cut that follows how far above
+      the limit the window is; the half: 429s are answered at once, so they are
+      over-represented among recent responses), but never below the concurrency the server
+      has just sustained (`sustained`, Little's law over the recent successes) nor below
+      ``minimum``. The floor is capped at 90 % of the window, so a cut always cuts even when
+      the estimate runs high;
     * a real limit whose 429s carry ``Retry-After`` first becomes a *pause* of new starts
       (`paused_for`) without a cut; only when the limit is still real in the window after the
       pause (a concurrency limit, not a time limit) is the value cut as well;
@@ -52,17 +60,26 @@ class AdaptiveLimit:
       round trip when the window is full), whatever the error rate.
 
     Sources: TCP congestion avoidance (RFC 5681, additive increase per RTT, one decrease per
-    window of data), Netflix's ``concurrency-limits`` AIMD limiter (decrease on a drop share).
+    window of data; RFC 6582's recovery until the data outstanding at the loss is answered),
+    Netflix's ``concurrency-limits`` AIMD limiter (decrease on a drop share), Little's law
+    (L = arrival rate x time in system) as BBR uses it to size its window.
 
     ``clock`` returns seconds (monotonic); inject one in tests. Not thread-safe.
     """
 
     __slots__ = (
+        "_busy",
         "_clock",
+        "_cut_at",
+        "_held",
+        "_in_flight",
         "_limited",
+        "_old_open",
         "_pause_tried",
         "_paused_until",
+        "_recovery",
         "_responses",
+        "_successes",
         "_value",
         "decrease",
         "epoch",
@@ -100,10 +117,22 @@ class AdaptiveLimit:
         self._paused_until = -math.inf
         self._pause_tried = False
         self._clock = clock
+        self._in_flight = 0  # attempts between `started` and `finished`
+        self._old_open = 0  # of those, the ones started before the last decrease
+        self._recovery = -1  # the non-voting epoch handed out during recovery
+        self._cut_at = -math.inf
+        self._held = 0  # attempts in flight at the last decrease
+        self._successes: deque[tuple[float, float]] = deque()  # (answered at, latency)
+        self._busy = 0.0  # sum of the latencies in _successes
 
     @property
     def value(self) -> int:
-        """The current ceiling (requests in flight at most)."""
+        """The current ceiling (requests in flight at most). During recovery it is at most
+        the number of attempts that were in flight at the decrease: a new attempt starts only
+        when an old one has ended (TCP's packet conservation), so a window still above the
+        server's limit does not burn its spare slots on 429s until the votes count again."""
+        if self._old_open > 0 and self._recovering():
+            return min(int(self._value), max(self.minimum, self._held))
         return int(self._value)
 
     @property
@@ -116,8 +145,71 @@ class AdaptiveLimit:
         left = self._paused_until - self._clock()
         return left if left > 0 else 0.0
 
+    # ------------------------------------------------------------- attempts and Little's law
+
+    def started(self) -> int:
+        """An attempt starts now; return the epoch it belongs to (during recovery one that
+        never equals `epoch`, so it does not vote). Call `finished` with the returned value
+        when it ends, whatever the outcome."""
+        self._in_flight += 1
+        if self._old_open > 0 and self._recovering():
+            return self._recovery
+        return self.epoch
+
+    def finished(self, epoch: int) -> None:
+        """The attempt `started` returned ``epoch`` for has ended (answered, failed or
+        cancelled)."""
+        self._in_flight = max(0, self._in_flight - 1)
+        if epoch < self._recovery:  # started before the last decrease
+            self._old_open = max(0, self._old_open - 1)
+
+    def _recovering(self) -> bool:
+        # A hung attempt of an old epoch must not silence the 429s for its whole timeout:
+        # recovery ends after a few mean latencies at most (it waits for the old attempts
+        # before any success, when nothing is known about the server's time per request).
+        mean = self.mean_latency
+        return mean <= 0.0 or self._clock() < self._cut_at + 3.0 * mean
+
+    @property
+    def mean_latency(self) -> float:
+        """Mean seconds a recent success took (0 when none is known)."""
+        n = len(self._successes)
+        return self._busy / n if n else 0.0
+
+    def sustained(self) -> float:
+        """Requests the server has recently held at once *and answered with success*.
+
+        Little's law: the mean number in a system is its throughput times the mean time in it,
+        here ``sum(latency of the successes answered in the last span) / span``, the span being
+        ``max(1 s, 4 x mean latency)``. Requests still in flight are not counted, so it errs
+        low; it falls towards 0 when nothing succeeds for longer than a mean latency."""
+        now = self._clock()
+        self._forget(now)
+        successes = self._successes
+        if not successes:
+            return 0.0
+        # Attempts in flight for less than a mean latency are not due yet: the span ends at
+        # the last success, or one mean latency ago if that is later (a silence longer than
+        # that counts). It starts at most `_span` earlier, or when the oldest success counted
+        # started (after an idle stretch, the span covers only the busy time).
+        end = max(successes[-1][0], now - self.mean_latency)
+        start = max(end - self._span(), min(at - lat for at, lat in successes))
+        return self._busy / (end - start) if end > start else 0.0
+
+    def _span(self) -> float:
+        return max(1.0, 4.0 * self.mean_latency)
+
+    def _forget(self, now: float) -> None:
+        successes, oldest = self._successes, now - self._span()
+        while successes and successes[0][0] < oldest:
+            self._busy -= successes.popleft()[1]
+        if not successes:
+            self._busy = 0.0  # no drift from float sums
+
+    # ------------------------------------------------------------- votes
+
     def _count(self, epoch: int, limited: bool) -> bool:
-        """Count one response; False when it belongs to an older epoch (ignored)."""
+        """Count one response; False when it belongs to another epoch (ignored)."""
         if epoch != self.epoch:
             return False
         span = 2 * max(self._value, self.min_sample)
@@ -129,10 +221,16 @@ class AdaptiveLimit:
             self._limited += 1
         return True
 
-    def record_success(self, epoch: int | None = None) -> bool:
-        """Count one success of an attempt started in ``epoch`` (default: the current one);
-        return True when the integer limit was raised."""
+    def record_success(self, epoch: int | None = None, latency: float | None = None) -> bool:
+        """Count one success of an attempt started in ``epoch`` (default: the current one)
+        that took ``latency`` seconds (None: unknown, no Little's-law sample); return True
+        when the integer limit was raised."""
         self._count(self.epoch if epoch is None else epoch, False)
+        if latency is not None and latency >= 0.0:
+            now = self._clock()
+            self._successes.append((now, latency))
+            self._busy += latency
+            self._forget(now)
         if (
             self._pause_tried
             and self._responses >= self.min_sample
@@ -165,7 +263,8 @@ class AdaptiveLimit:
         if retry_after is not None:
             self._pause(retry_after)
         factor = max(self.decrease, 1.0 - self.share / 2)
-        new = max(float(self.minimum), math.floor(self._value * factor))
+        floor = min(math.floor(self.sustained()), math.floor(0.9 * self._value))
+        new = max(float(self.minimum), math.floor(self._value * factor), float(floor))
         self._new_epoch()
         if new >= self._value:
             return False
@@ -176,8 +275,13 @@ class AdaptiveLimit:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def _new_epoch(self) -> None:
-        self.epoch += 1
+        # Epochs only grow: everything started before this decrease has an epoch below
+        # `_recovery`, which attempts started during recovery get, and `epoch` comes after.
+        self._recovery = self.epoch + 1
+        self.epoch += 2
         self._responses = self._limited = 0.0
+        self._old_open = self._held = self._in_flight
+        self._cut_at = self._clock()
 
     def __repr__(self) -> str:
         return f"AdaptiveLimit(value={self.value}, minimum={self.minimum}, maximum={self.maximum})"
@@ -244,72 +348,6 @@ class SlotPool:
             if not fut.done():
                 self.in_use += 1
                 fut.set_result(None)
-
-
-class TokenBucket:
-    """Continuous-refill token bucket with reservations.
-
-    ``reserve(cost)`` books ``cost`` tokens immediately (the level may go negative) and returns
-    how long the caller must sleep before using them, so concurrent callers are served in the
-    order they asked, without locks or loop-bound primitives.  A cost larger than the capacity
-    only waits for a full bucket and then leaves the bucket in debt, which delays later callers:
-    the long-run rate is exact.
-    """
-
-    __slots__ = ("_clock", "_level", "_stamp", "capacity", "rate")
-
-    def __init__(
-        self,
-        rate_per_second: float,
-        capacity: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate_per_second <= 0 or capacity <= 0:
-            raise ValueError("rate and capacity must be positive")
-        self.rate = rate_per_second
-        self.capacity = capacity
-        self._clock = clock
-        self._level = capacity
-        self._stamp = clock()
-
-    @classmethod
-    def per_minute(
-        cls,
-        amount: float,
-        *,
-        burst_seconds: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> TokenBucket:
-        """A bucket refilled with ``amount`` per minute holding ``burst_seconds`` worth (>= 1)."""
-        rate = amount / 60.0
-        return cls(rate, max(1.0, rate * burst_seconds), clock=clock)
-
-    def _refill(self, now: float) -> None:
-        level = self._level + (now - self._stamp) * self.rate
-        self._level = level if level < self.capacity else self.capacity
-        self._stamp = now
-
-    def reserve(self, cost: float = 1.0) -> float:
-        """Book ``cost`` tokens; return the seconds to wait before they are available."""
-        self._refill(self._clock())
-        need = cost if cost < self.capacity else self.capacity
-        wait = (need - self._level) / self.rate if self._level < need else 0.0
-        self._level -= cost
-        return wait
-
-    def refund(self, cost: float = 1.0) -> None:
-        """Give back a reservation that was not used (e.g. the waiting task was cancelled)."""
-        self._refill(self._clock())
-        self._level = min(self.capacity, self._level + cost)
-
-    @property
-    def level(self) -> float:
-        self._refill(self._clock())
-        return self._level
-
-    def __repr__(self) -> str:
-        return f"TokenBucket(rate={self.rate:g}/s, capacity={self.capacity:g})"
 
 
 def parse_retry_after(value: str | None, *, max_seconds: float = 600.0) -> float | None:

@@ -1,6 +1,6 @@
 """What the local diffusers backends share: the loaded-pipeline holder, loading (device, dtype,
 revision, variant), the per-input loop that turns one input's failure into failed outputs,
-seeding, and the PNG outputs.
+seeding, and the PNG generations (canonical `ModelResult` s).
 
 Used by `DiffusersImageGeneration` (text-to-image) and `DiffusersImageEditing` (image-to-image),
 which stay distinct model kinds. torch and diffusers are imported only when a model loads.
@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pixtill.models.image_generation.utils import image_to_str
-from pixtill.models.image_model import ImageGenerationOutput, failed_image_outputs
-from pixtill.models.llms.transformers import (
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import (
+    dtype_keyword,
     free_accelerator_memory,
     import_module,
     import_torch,
@@ -25,21 +26,14 @@ from pixtill.models.llms.transformers import (
 __all__ = [
     "DiffusersRuntime",
     "call_options",
-    "dtype_keyword",
     "generate_each",
     "load_pipeline",
-    "png_outputs",
+    "png_generations",
     "release",
 ]
 
 InputT = TypeVar("InputT")
 RuntimeT = TypeVar("RuntimeT", bound="DiffusersRuntime")
-
-
-def dtype_keyword() -> str:
-    """``dtype`` for diffusers releases that renamed ``torch_dtype`` (and warn on the old name)."""
-    deprecation_utils = import_module("diffusers.utils.deprecation_utils")
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 class DiffusersRuntime:
@@ -81,7 +75,7 @@ def load_pipeline(
     import_torch()
     diffusers = import_module("diffusers", owner)
     resolved = resolve_device(device)
-    options: dict[str, Any] = {dtype_keyword(): resolve_dtype(torch_dtype, resolved)}
+    options: dict[str, Any] = {dtype_keyword("diffusers"): resolve_dtype(torch_dtype, resolved)}
     if revision is not None:
         options["revision"] = revision
     if variant is not None:
@@ -107,22 +101,22 @@ def generate_each(
     load: Callable[[], None],
     inputs: Sequence[InputT],
     num_generations: int,
-    one: Callable[[RuntimeT, InputT], list[ImageGenerationOutput]],
-) -> list[list[ImageGenerationOutput]]:
+    one: Callable[[RuntimeT, InputT], list[Generation]],
+) -> list[ModelResult]:
     """``one(runtime, input)`` for each input in order, serialized on ``runtime.lock``; an input
-    that raises gets ``num_generations`` failed outputs instead. Loads first (``load``) when
-    needed. Raises ValueError when ``num_generations`` < 1."""
+    that raises gets a failed `ModelResult` (its error as data) instead. Loads first (``load``)
+    when needed. Raises ValueError when ``num_generations`` < 1."""
     if num_generations < 1:
         raise ValueError(f"num_generations must be at least 1, got {num_generations}")
     if runtime.pipeline is None:
         load()
-    results: list[list[ImageGenerationOutput]] = []
+    results: list[ModelResult] = []
     with runtime.lock:
         for item in inputs:
             try:
-                results.append(one(runtime, item))
+                results.append(ModelResult.of(one(runtime, item)))
             except Exception as exc:
-                results.append(failed_image_outputs(exc, num_generations))
+                results.append(ModelResult.failed(exc, num_generations))
     return results
 
 
@@ -137,9 +131,9 @@ def call_options(params: dict[str, Any], reserved: Sequence[str]) -> dict[str, A
     return call
 
 
-def png_outputs(images: Sequence[Any], num_generations: int) -> list[ImageGenerationOutput]:
-    """One output per PIL image, as base64 PNG. Raises RuntimeError when the pipeline did not
-    return ``num_generations`` images."""
+def png_generations(images: Sequence[Any], num_generations: int) -> list[Generation]:
+    """One generation per PIL image, as base64 PNG. Raises RuntimeError when the pipeline did
+    not return ``num_generations`` images."""
     if len(images) != num_generations:
         raise RuntimeError(f"the pipeline returned {len(images)} images, not {num_generations}")
-    return [{"images": [image_to_str(image, "PNG")]} for image in images]
+    return [Generation.of_image(image_to_str(image, "PNG"), "PNG") for image in images]

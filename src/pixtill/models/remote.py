@@ -23,16 +23,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
-from pixtill.models.http import Clock, Transport
+from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
-from pixtill.utils.secrets import secret_values_in
+from pixtill.utils.secrets import refuse_masked_credentials, secret_values_in
 
 __all__ = [
     "InvalidResponseError",
@@ -52,6 +52,8 @@ def SecretField(description: str) -> Any:
 
 class InvalidResponseError(RuntimeError):
     """A 2xx response whose body is not what the backend's API promises."""
+
+    kind = ErrorKind.INVALID_RESPONSE  # read by `ResultError.of`
 
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
@@ -109,6 +111,10 @@ class RemoteModel(BaseModel):
     `_auth_headers` (called once, at load time).
     """
 
+    # A refused value is not echoed in the error (pydantic's "input_value=..."): a base_url
+    # may carry a password or a ?key= that must never reach a log.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     base_url: str | None = Field(default=None, description="Root URL of the server.")
     max_concurrent_requests: int = Field(
         default=64, ge=1, description="Requests in flight at most (a sliding window)."
@@ -135,6 +141,22 @@ class RemoteModel(BaseModel):
 
     # Built by `load()` or the first call; never copied nor pickled.
     _runtime: RemoteRuntime | None = PrivateAttr(default=None)
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host: ``localhost:11434/v1`` or ``htp://...`` would otherwise
+        fail every row with a client error instead of saying what is wrong."""
+        if value is None:
+            return value
+        scheme, sep, rest = value.strip().partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            shown = value.strip().partition("?")[0].rpartition("@")[2]  # no password nor ?key=
+            guess = f"; did you mean 'http://{shown}'?" if not sep else ""
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL with a host, got {shown!r}{guess}"
+            )
+        return value
 
     # ----------------------------------------------------------------- for subclasses
 
@@ -217,6 +239,10 @@ class RemoteModel(BaseModel):
     def _build_runtime(
         self, *, transport: Transport | None = None, clock: Clock | None = None
     ) -> RemoteRuntime:
+        refuse_masked_credentials(
+            type(self).__name__,
+            {"generation_kwargs": self.generation_kwargs, "base_url": self.base_url},
+        )
         self._prepare()
         auth = self._auth_headers()
         headers = self._extra_headers()

@@ -3,14 +3,17 @@
 :class:`RequestEngine` keeps up to ``max_concurrent_requests`` requests in flight as a sliding
 window - the next request starts the moment any one finishes - and retries each request on its
 own (429 / 408 / 5xx / timeouts / connection errors, exponential backoff with full jitter,
-``Retry-After`` honoured). It is the only owner of the window: a request holds a slot while its
-payload is built (``payload`` may be a coroutine function, so images are encoded only when a
-slot is free) and while it is on the wire, never while it waits out a backoff.
+``Retry-After`` honoured; the policy is `pixtill.models._retry`). It is the only owner of the
+window: a request holds a slot while its payload is built (``payload`` may be a coroutine
+function, so images are encoded only when a slot is free) and while it is on the wire, never
+while it waits out a backoff.
 
-Adaptive concurrency (`AdaptiveLimit`): the window shrinks only when the recent 429 share says
-a limit is real, at most once per window of responses; a real limit whose 429s carry
-``Retry-After`` pauses new starts instead; the window grows back by about one slot per window of
-successes. Optional requests-per-minute and tokens-per-minute buckets pace attempts.
+Adaptive concurrency (`AdaptiveLimit`): the window shrinks only when the recent 429 share says a
+limit is real, at most once per window of responses (429s answered while attempts from before
+the last cut still hold the server do not vote), never below the concurrency the server has just
+sustained (Little's law); a real limit whose 429s carry ``Retry-After`` pauses new starts
+instead; the window grows back by about one slot per window of successes. Optional
+requests-per-minute and tokens-per-minute buckets pace attempts.
 
 Fail-fast (`~pixtill.models._failfast.FailFast`): until a model request has succeeded, a
 refused connection, an unknown host, 401/403, 404/405, the first ``fail_fast_attempts`` attempts
@@ -29,10 +32,8 @@ query string or credentials, and never payloads.
 from __future__ import annotations
 
 import contextvars
-import logging
-import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NoReturn, Union
+from typing import Any, Union
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models._admission import Admission
@@ -40,6 +41,7 @@ from pixtill.models._aiohttp import AiohttpTransport
 from pixtill.models._failfast import FailFast
 from pixtill.models._failures import Failure, excerpt, safe_url, scrub_secrets, url_origin
 from pixtill.models._ratelimit import AdaptiveLimit
+from pixtill.models._retry import gives_up, giving_up, retry_delay
 from pixtill.models.engine_settings import EngineConfig, EngineStats, encode_json
 from pixtill.models.http import (
     Clock,
@@ -63,9 +65,6 @@ __all__ = [
     "encode_json",
     "scrub_secrets",
 ]
-
-_log = logging.getLogger("pixtill.transport")
-
 
 # A JSON payload, or a coroutine function building it once a slot is free.
 Payload = Union[Mapping[str, Any], Callable[[], Awaitable[Mapping[str, Any]]]]
@@ -140,8 +139,8 @@ class RequestEngine:
         status, body, _ = await self._post(url, payload, headers, tokens)
         try:
             result = fast_json.loads(body)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            self.stats.failed += 1
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError,
+            self.stats.failed += 1  # and nesting deeper than the parser's stack
             raise RequestError(
                 "malformed JSON body",
                 status=status,
@@ -270,7 +269,6 @@ class RequestEngine:
         admission = self._admission
         pool, limit, stats, clock = admission.pool(), self._limit, self.stats, self.clock
         cfg = self.config
-        max_attempts = cfg.max_retries + 1
         data: bytes | None = None
         attempt = timeouts = 0
         limited_in = -1  # the epoch in which this request's 429s were last counted
@@ -278,7 +276,7 @@ class RequestEngine:
             attempt += 1
             await admission.pace(tokens)
             await admission.admit(pool, attempt > 1)
-            epoch = limit.epoch
+            epoch = limit.started()
             stats.in_flight += 1
             if model_request:
                 fail_fast.started()
@@ -303,17 +301,19 @@ class RequestEngine:
             else:
                 status = resp.status
                 if 200 <= status < 300:
-                    stats.latency_sum += clock.monotonic() - started
+                    latency = clock.monotonic() - started
+                    stats.latency_sum += latency
                     stats.latency_count += 1
                     if model_request:
                         fail_fast.healthy = True
-                    if limit.record_success(epoch):
+                    if limit.record_success(epoch, latency):
                         stats.concurrency_limit = limit.value
                         pool.wake()
                     return status, resp.body, resp.content_type
                 failure = Failure.of_response(resp)
             finally:
                 stats.in_flight -= 1
+                limit.finished(epoch)
                 pool.release()
 
             if failure.kind is ErrorKind.RATE_LIMITED:
@@ -332,28 +332,12 @@ class RequestEngine:
                 except ModelUnavailableError:
                     stats.failed += 1
                     raise
-            if failure.kind is ErrorKind.TIMEOUT:
-                timeouts += 1
-            if (
-                not failure.retryable
-                or attempt >= max_attempts
-                or timeouts > cfg.max_timeout_retries
-            ):
-                self._fail(failure, attempt, method, url)
-            delay = _retry_delay(failure.retry_after, attempt, cfg)
+            timeouts += failure.kind is ErrorKind.TIMEOUT
+            if gives_up(failure, attempt, timeouts, cfg):
+                stats.failed += 1
+                raise giving_up(failure, attempt, method, url)
             stats.retried += 1
-            if _log.isEnabledFor(logging.DEBUG):
-                _log.debug(
-                    "retrying %s %s after %s (status %s, attempt %d/%d) in %.2fs",
-                    method,
-                    safe_url(url),
-                    failure.reason,
-                    failure.status,
-                    attempt,
-                    max_attempts,
-                    delay,
-                )
-            await clock.sleep(delay)
+            await clock.sleep(retry_delay(failure, attempt, cfg, method, url))
             if fail_fast.unavailable is not None:
                 stats.failed += 1
                 raise fail_fast.unavailable
@@ -376,43 +360,8 @@ class RequestEngine:
                     return resp.body
                 failure = Failure.of_response(resp)
             timeouts += failure.kind is ErrorKind.TIMEOUT
-            if (
-                not failure.retryable
-                or attempt > cfg.max_retries
-                or timeouts > cfg.max_timeout_retries
-            ):
-                self._fail(failure, attempt, "GET", url)
+            if gives_up(failure, attempt, timeouts, cfg):
+                self.stats.failed += 1
+                raise giving_up(failure, attempt, "GET", url)
             self.stats.retried += 1
-            await self.clock.sleep(_retry_delay(failure.retry_after, attempt, cfg))
-
-    def _fail(self, failure: Failure, attempts: int, method: str, url: str) -> NoReturn:
-        self.stats.failed += 1
-        safe = safe_url(url)
-        _log.debug(
-            "giving up on %s %s after %s (status %s, %d attempts)",
-            method,
-            safe,
-            failure.reason,
-            failure.status,
-            attempts,
-        )
-        raise RequestError(
-            failure.reason,
-            status=failure.status,
-            body=failure.body,  # callers scrub it (`RemoteModel` knows every secret)
-            attempts=attempts,
-            retryable=failure.retryable,
-            method=method,
-            url=safe,
-            detail=failure.detail,
-            kind=failure.kind,
-        )
-
-
-def _retry_delay(retry_after: float | None, attempt: int, cfg: EngineConfig) -> float:
-    """Seconds to wait before the next attempt: the server's ``Retry-After`` plus a little
-    jitter, else exponential backoff with full jitter (AWS Architecture Blog, "Exponential
-    Backoff And Jitter") capped at ``backoff_max``."""
-    if retry_after is not None:
-        return retry_after + random.uniform(0.0, min(1.0, cfg.backoff_base))
-    return random.uniform(0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)))
+            await self.clock.sleep(retry_delay(failure, attempt, cfg, "GET", url))

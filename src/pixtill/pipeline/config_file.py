@@ -39,12 +39,13 @@ like one (a row ``{"type": ..., "params": ...}``) is read back as data.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from pixtill.errors import StepConfigError
 from pixtill.paths import UnsafeNameError, check_name
@@ -65,6 +66,9 @@ from pixtill.pipeline.safe_yaml import (
     read_text,
 )
 from pixtill.steps.base import _Step
+from pixtill.utils.secrets import masked_credentials
+
+_log = logging.getLogger("pixtill.pipeline.config")
 
 __all__ = [
     "PipelineConfigError",
@@ -92,7 +96,8 @@ def load_graph(path: str | Path, *, allow: Iterable[str] = ()) -> Graph:
         data = load_json(text) if source.suffix.lower() == ".json" else load_yaml(text)
     except (ConfigLimitError, DuplicateKeyError) as exc:
         raise PipelineConfigError(f"refusing {str(source)!r}: {exc}") from exc
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:
+        # ValueError: JSON, or a constructor's refusal (an integer of more than 4,300 digits)
         detail = " ".join(str(exc).split())
         raise PipelineConfigError(f"{str(source)!r} is not valid: {detail}") from exc
     return graph_from_dict(data, allow=allow, source=str(source))
@@ -168,7 +173,31 @@ def _build_step(spec: Any, index: int, allowed: frozenset[str], source: str) -> 
             f"{where}: params give another name, {params['name']!r}; keep the step's 'name' only"
         )
     step: _Step = instantiate(cls, params, where)
+    _warn_masked_credentials(step)
     return step
+
+
+def _warn_masked_credentials(step: _Step) -> None:
+    """Say, when the file is read, which credentials the saved file holds as ``***`` and how to
+    give them again (the model refuses to load with them; a request would get a 401)."""
+    for field, value in step:
+        if not isinstance(value, BaseModel) or not hasattr(value, "generation_kwargs"):
+            continue
+        prefix = f"{step.name}.{field}"
+        places = masked_credentials(value.generation_kwargs, "generation_kwargs")
+        places += masked_credentials(getattr(value, "base_url", None) or "", "base_url")
+        if places:
+            _log.warning(
+                "step %r: the configuration holds '***' in place of %s of its %s: credentials "
+                "are never saved, so give them again before running (`pixtill run --param "
+                "%s.<field>=...`, or Pipeline.run(parameters=...)); API keys come from api_key= "
+                "or the provider's environment variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+                "HF_TOKEN)",
+                step.name,
+                " and ".join(places),
+                type(value).__name__,
+                prefix,
+            )
 
 
 def _connection_pairs(connection: Any, source: str) -> list[tuple[str, str]]:

@@ -3,10 +3,16 @@
 Config files build one (`pixtill.pipeline.config_file`), ``with Pipeline(...)`` blocks build
 one (a `Pipeline` is a `Graph` that can also run), and executors read one. It knows structure
 only: order, roots and leaves, validation and the image columns; nothing here runs a step.
+
+A join (a step with several predecessors) merges one row from each branch. A column that two
+branches both write would keep only one branch's value, so `validate` refuses it by name; a
+column only one branch writes comes from that branch (`branch_columns`), even when the other
+branch still carries an older value of it from above the fork.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from contextvars import Token
 from pathlib import Path
@@ -18,7 +24,9 @@ from pydantic import BaseModel
 from pixtill.errors import StepConfigError
 from pixtill.paths import cache_dir as default_cache_dir
 from pixtill.paths import check_name, child_path
+from pixtill.pipeline.rows import output_columns
 from pixtill.steps.base import ACTIVE_GRAPH, GeneratorStep, GlobalStep, _Step
+from pixtill.steps.tasks.base import METADATA_COLUMN
 
 
 class Graph:
@@ -97,7 +105,41 @@ class Graph:
 
     @property
     def leaves(self) -> list[str]:
-        return [n for n in self.steps if not self.successors(n)]
+        """Steps without successors, in the graph's order (topological, ties in declaration
+        order): the order of a run's `Distiset`, whichever branch finishes first."""
+        try:
+            order = self.topological_order()
+        except StepConfigError:  # a cycle: `validate` reports it; keep declaration order
+            order = list(self.steps)
+        return [n for n in order if not self.successors(n)]
+
+    def ancestors(self, name: str) -> set[str]:
+        """``name`` and every step above it."""
+        seen = {name}
+        todo = [name]
+        while todo:
+            for pred in self.predecessors(todo.pop()):
+                if pred not in seen:
+                    seen.add(pred)
+                    todo.append(pred)
+        return seen
+
+    def branch_columns(self, name: str) -> list[frozenset[str]]:
+        """For a join step: per predecessor (in `predecessors` order), the dataset columns written
+        on that branch only, by steps above it that are not above every other predecessor
+        (declared outputs after output mappings; the metadata column is merged, never owned)."""
+        preds = self.predecessors(name)
+        above = [self.ancestors(p) for p in preds]
+        shared = set.intersection(*above) if above else set()
+        return [
+            frozenset(
+                c
+                for step in sorted(branch - shared)
+                for c in output_columns(self.steps[step])
+                if c != METADATA_COLUMN
+            )
+            for branch in above
+        ]
 
     def topological_order(self) -> list[str]:
         indegree = {n: len(self.predecessors(n)) for n in self.steps}
@@ -117,7 +159,8 @@ class Graph:
 
     def validate(self) -> None:
         """Raise `StepConfigError` for a graph that cannot run (no steps, a cycle, a root that
-        is not a loader, a join after a fan-out, a global step with several inputs)."""
+        is not a loader, a join after a fan-out, a join of branches that write the same column,
+        a global step with several inputs)."""
         if not self.steps:
             raise StepConfigError(f"pipeline {self.name!r} has no steps")
         self.topological_order()
@@ -138,8 +181,38 @@ class Graph:
                             f"step {name!r} joins rows from {preds}, but {pred!r} makes "
                             f"{fan} rows per input; set group_generations=True on it"
                         )
+                self._check_join_columns(name, preds)
             if isinstance(step, GlobalStep) and len(preds) > 1:
                 raise StepConfigError(f"global step {name!r} must have a single input")
+
+    def _check_join_columns(self, name: str, preds: list[str]) -> None:
+        """Refuse a join whose branches both write a column: one value would be lost."""
+        above = [self.ancestors(p) for p in preds]
+        for i, j in itertools.combinations(range(len(preds)), 2):
+            writers_i = self._writers(above[i] - above[j])
+            writers_j = self._writers(above[j] - above[i])
+            for column in sorted(set(writers_i) & set(writers_j)):
+                first, second = writers_i[column], writers_j[column]
+                source = next(
+                    (k for k, v in self.steps[second].output_mappings.items() if v == column),
+                    column,
+                )
+                raise StepConfigError(
+                    f"step {name!r} joins branches that both write column {column!r}: step "
+                    f"{first!r} (through {preds[i]!r}) and step {second!r} (through "
+                    f"{preds[j]!r}); the joined row could keep only one of them. Give one a "
+                    f"column of its own, e.g. output_mappings={{{source!r}: "
+                    f"'{column}_{second}'}} on step {second!r}"
+                )
+
+    def _writers(self, names: set[str]) -> dict[str, str]:
+        """``{dataset column: the first step (graph order) among names that writes it}``."""
+        out: dict[str, str] = {}
+        for step in self.topological_order():
+            if step in names:
+                for column in sorted(output_columns(self.steps[step]) - {METADATA_COLUMN}):
+                    out.setdefault(column, step)
+        return out
 
     def image_columns(self) -> set[str]:
         return {c for step in self.steps.values() for c in step.image_columns()}

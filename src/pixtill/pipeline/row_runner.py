@@ -28,8 +28,8 @@ from pixtill.pipeline.rows import (
     with_image_refs,
 )
 from pixtill.steps.base import Step, _Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
-from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 from pixtill.store.cache import ResponseCache
 from pixtill.store.keys import row_key, step_signature
@@ -128,7 +128,7 @@ class RowRunner:
             rows = [apply_delta(row, change) for change in looked.cached]
         else:
             try:
-                formatted = step.prepare_row(row, item.key[0])
+                formatted = await step.aprepare_row(row, item.key[0])
             except RowError as exc:
                 step.warn_row_failure(str(exc))
                 rows = step.rows_from_error(row, str(exc))
@@ -169,6 +169,8 @@ class RowRunner:
                 summary.cached += 1
                 new_rows = [apply_delta(found.row, change) for change in found.cached]
             out.extend(fan_out(item, to_dataset_view(step, item.row, new_rows, outputs)))
+        if self.cache is not None:
+            step.results_cached()  # a batch model's state files can go
         return out
 
     # -- accounting --------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 from pixtill.images import ImageError, ImageRef, ImageType, coerce_image
 from pixtill.steps.base import _Step
+from pixtill.steps.metadata import metadata_of
 from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
-from pixtill.steps.tasks.task_outputs import metadata_of
 from pixtill.steps.typing import Row
 
 
@@ -71,11 +71,21 @@ def to_dataset_view(
     out = []
     for row in rows:
         row = dict(row)
+        renamed = {}
         for step_col, data_col in mappings.items():
-            if step_col in row and step_col != data_col:
+            if step_col == data_col:
+                continue
+            if step_col in outputs:
+                # an output mapped onto the input's step-side name holds it: the input's own
+                # column keeps the dataset's value
+                if data_col in original and data_col not in outputs:
+                    renamed[data_col] = original[data_col]
+                continue
+            if step_col in row:
                 value = row.pop(step_col)
                 if data_col not in outputs:  # an output mapped onto the input replaces it
-                    row[data_col] = value
+                    renamed[data_col] = value
+        row.update(renamed)  # after every pop, so that swapped names swap back
         out.append(row)
     return restore_shadowed(step, original, out, outputs)
 
@@ -123,13 +133,20 @@ def apply_delta(row: Row, change: Mapping[str, Any]) -> Row:
     return out
 
 
-def merge_rows(rows: list[Row]) -> Row:
-    """One row from the rows of several branches (later branches win; metadata merged)."""
+def merge_rows(rows: list[Row], owned: list[frozenset[str]] | None = None) -> Row:
+    """One row from the rows of several branches, metadata merged. ``owned[i]``: the columns
+    that only branch ``i`` writes (`Graph.branch_columns`), taken from its row even where a
+    later branch still carries an older value from above the fork; any other column is the
+    same on every branch that has it (the last one's value is kept)."""
     merged: Row = {}
     meta: dict[str, Any] = {}
     for row in rows:
         merged.update(row)
         meta.update(metadata_of(row))
+    for row, columns in zip(rows, owned or ()):
+        for column in columns:
+            if column in row:
+                merged[column] = row[column]
     if meta:
         merged[METADATA_COLUMN] = meta
     return merged

@@ -254,12 +254,18 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
     def _rename_inputs(self, rows: list[Row]) -> list[Row]:
         if not self.input_mappings:
             return rows
+        mappings = self.input_mappings
         out = []
-        for row in rows:
-            row = dict(row)
-            for step_col, data_col in self.input_mappings.items():
-                if data_col in row:
-                    row[step_col] = row.pop(data_col)
+        for original in rows:
+            # Every mapping reads the original row, so swapped names ({"a": "b", "b": "a"})
+            # swap instead of one overwriting the other.
+            row = dict(original)
+            for step_col, data_col in mappings.items():
+                if data_col != step_col and data_col not in mappings:
+                    row.pop(data_col, None)
+            for step_col, data_col in mappings.items():
+                if data_col in original:
+                    row[step_col] = original[data_col]
                 elif step_col != data_col:
                     # The mapped column is missing: never read the step's own name instead.
                     row.pop(step_col, None)
@@ -275,14 +281,19 @@ class _Step(RuntimeParametersMixin, Serializable, BaseModel, ABC):
         mappings = self.output_mappings if output_mappings else {}
         if not self.input_mappings and not mappings:
             return rows
+        written_or_empty = written or set()
         out = []
         for row in rows:
             row = dict(row)
+            renamed = {}
             for step_col, data_col in self.input_mappings.items():
+                if step_col in written_or_empty and step_col != data_col:
+                    continue  # an output mapped onto this name holds it: not the input
                 if step_col in row:
                     value = row.pop(step_col)
-                    if written is None or data_col not in written:
-                        row[data_col] = value
+                    if data_col not in written_or_empty:
+                        renamed[data_col] = value
+            row.update(renamed)  # after every pop, so that swapped names swap back
             for step_col, data_col in mappings.items():
                 if step_col in row:
                     row[data_col] = row.pop(step_col)

@@ -18,7 +18,15 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "is_secret_name", "mask_config", "mask_url", "secret_values_in"]
+__all__ = [
+    "MASK",
+    "is_secret_name",
+    "mask_config",
+    "mask_url",
+    "masked_credentials",
+    "refuse_masked_credentials",
+    "secret_values_in",
+]
 
 MASK = "***"
 _SECRET_WORDS = frozenset(
@@ -128,3 +136,63 @@ def secret_values_in(value: Any, name: str = "") -> list[str]:
         for v in value:
             found += secret_values_in(v)
     return [s for s in found if len(s) >= _MIN_SECRET]
+
+
+def masked_credentials(value: Any, where: str) -> list[str]:
+    """Where ``value`` (as ``mask_config`` walks it) holds ``***`` in place of a credential:
+    a configuration saved with its credentials masked and loaded back. Each entry names the
+    place, e.g. ``"generation_kwargs['extra_headers']['Authorization']"`` or ``"the password
+    in base_url"``; no value is quoted."""
+    found: list[str] = []
+    if isinstance(value, str):
+        if MASK not in value:
+            return found
+        if _looks_like_url(value):
+            found += _masked_url_parts(value, where)
+        elif is_secret_name(_last_key(where)) and value.split()[-1:] == [MASK]:
+            found.append(where)  # "***", or "Bearer ***"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found += masked_credentials(v, f"{where}[{str(k)!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += masked_credentials(v, f"{where}[{i}]")
+    return found
+
+
+def _last_key(where: str) -> str:
+    """The last ``['name']`` of a place such as ``generation_kwargs['extra_headers']['X']``."""
+    match = re.search(r"\['([^']*)'\]$", where)
+    return match.group(1) if match else ""
+
+
+def _masked_url_parts(url: str, where: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        found = [f"the password in {where}"] if parts.password == MASK else []
+        found += [
+            f"the {k!r} query parameter of {where}"
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if is_secret_name(k) and v == MASK
+        ]
+    except ValueError:
+        return []
+    return found
+
+
+def refuse_masked_credentials(owner: str, fields: dict[str, Any]) -> None:
+    """Raise ValueError when ``fields`` (``{field name: value}``) hold ``***`` in place of a
+    credential: a saved configuration never holds one, so a loaded one must be given its
+    credentials again before a request is sent (else the server answers 401). The message
+    names each place and how to give it again; it quotes no value."""
+    places = [p for name, value in fields.items() for p in masked_credentials(value, name)]
+    if not places:
+        return
+    raise ValueError(
+        f"{owner}: {' and '.join(places)} holds '***' instead of a credential: credentials are "
+        "never saved with a configuration, so it was masked when this one was saved. Give it "
+        "again before running: as the model's argument, with `pixtill run --param "
+        "<step>.llm.<field>=...` or with Pipeline.run(parameters={'<step>': {'llm': {...}}}); "
+        "the API key itself comes from api_key= or the provider's environment variable "
+        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, HF_TOKEN)"
+    )

@@ -146,7 +146,17 @@ class FakeEdits:
                 data_out.append({"url": f"{request.url.origin()}/files/{name}"})
         else:
             data_out = [{"b64_json": base64.b64encode(data).decode()} for data in pngs]
-        return web.json_response({"created": 0, "data": data_out})
+        answer: dict[str, Any] = {"created": 0, "data": data_out}
+        if fields["model"].startswith("gpt-image"):  # token usage, as OpenAI reports it
+            words = len(prompt.split())
+            image_tokens = 65  # what the input image costs, the same for each request
+            answer["usage"] = {
+                "input_tokens": words + image_tokens,
+                "output_tokens": 272 * n,
+                "total_tokens": words + image_tokens + 272 * n,
+                "input_tokens_details": {"text_tokens": words, "image_tokens": image_tokens},
+            }
+        return web.json_response(answer)
 
     async def _image_to_image(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

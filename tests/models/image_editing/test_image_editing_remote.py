@@ -94,6 +94,8 @@ def test_openai_edit_sends_image_and_mask_as_multipart_and_splits_n(
         assert Path(row["edited_image_path"]).is_file()
         meta = row[METADATA_COLUMN]
         assert "error_edit" not in meta
+        # gpt-image usage per image: the prompt and input image, and the image's own tokens.
+        assert meta["statistics_edit"] == {"input_tokens": 3 + 65, "output_tokens": 272}
         raw_input = meta["raw_input_edit"]
         # Metadata keeps references to the images, never their bytes.
         assert raw_input["prompt"] == "make it night"

@@ -17,6 +17,7 @@ from pixtill.models.image_generation import (
     OpenAIImageGeneration,
 )
 from pixtill.models.image_generation.utils import image_from_str
+from pixtill.models.results import Generation
 from pixtill.steps.tasks import METADATA_COLUMN, ImageGeneration
 
 KEY = "sk-test-images-SECRET-0123456789"
@@ -154,11 +155,11 @@ def test_openai_partial_failure_of_one_chunk(fake: FakeProviders, url: str) -> N
     model = openai_model(url)
     attempts: list[int] = []
 
-    async def flaky_request(engine: Any, payload: dict[str, Any], n: int) -> list[str]:
+    async def flaky_request(engine: Any, payload: dict[str, Any], n: int) -> list[Generation]:
         attempts.append(n)
         if len(attempts) == 2:
             raise RuntimeError("chunk failed")
-        return ["aGVsbG8="] * n
+        return [Generation.of_image("aGVsbG8=")] * n
 
     object.__setattr__(model, "_request", flaky_request)
 

@@ -5,7 +5,9 @@ It validates what the real services validate and what pixtill could get wrong: t
 and bytes per batch) and every image inside it (data URLs / base64 blocks must decode, their
 declared media type must match the bytes). Batches stay ``in_progress`` while ``hold`` is set
 and for ``polls_before_done`` polls after that, so tests decide when the provider "finishes"
-without any clock. Requests whose text holds ``[[fail]]`` are answered with an error.
+without any clock. Requests whose text holds ``[[fail]]`` are answered with an error (a 400);
+``[[fail:429]]`` (any status) with the error a request of that status gets: OpenAI's
+``status_code``, Anthropic's error type (nested as the API documents it).
 
     POST /v1/files                       multipart upload (purpose=batch)
     POST /v1/batches                     create an OpenAI batch
@@ -22,6 +24,8 @@ import base64
 import io
 import json
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,22 @@ from PIL import Image
 _DATA_URL = re.compile(r"^data:(image/[a-z]+);base64,(.*)$", re.DOTALL)
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_FAIL = re.compile(r"\[\[fail(?::(\d{3}))?\]\]")
+_ANTHROPIC_ERROR = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def _failure_status(text: str) -> int | None:
+    """The status a ``[[fail]]`` / ``[[fail:NNN]]`` marker asks for, None without one."""
+    match = _FAIL.search(text)
+    return None if match is None else int(match.group(1) or 400)
 
 
 class _Bad(Exception):
@@ -124,6 +144,25 @@ class FakeBatches:
         self.rejected: list[str] = []
         self.downloads = 0
         self.echo_key: str | None = None
+        # Batches polled while ``hold`` is set: a client polls only after it has saved the
+        # batch's id, so a test waits on this (`wait_for_polls`) instead of on the clock.
+        self.polled_while_held: set[str] = set()
+        self._changed = threading.Condition()
+
+    def wait_for_polls(self, count: int, timeout: float, stop: Callable[[], bool]) -> bool:
+        """Block until ``count`` distinct batches were polled while held, or ``stop()`` is true
+        (checked whenever `wake` is called), or ``timeout`` seconds pass (a safety net, not
+        the test's condition). True when the polls were seen."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(self.polled_while_held) >= count or stop(), timeout=timeout
+            )
+            return len(self.polled_while_held) >= count
+
+    def wake(self) -> None:
+        """Make `wait_for_polls` re-check its ``stop`` condition (another thread saw news)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=512 * 2**20)
@@ -201,6 +240,9 @@ class FakeBatches:
 
     def _finished(self, batch: Batch) -> bool:
         if self.hold:
+            with self._changed:
+                self.polled_while_held.add(batch.id)
+                self._changed.notify_all()
             return False
         batch.polls += 1
         return batch.polls > self.polls_before_done
@@ -227,12 +269,13 @@ class FakeBatches:
         for line in batch.lines:
             text, images = _describe_openai(line["body"]["messages"])
             cid = line["custom_id"]
-            if "[[fail]]" in text:
+            status = _failure_status(text)
+            if status is not None:
                 batch.errors.append(
                     {
                         "custom_id": cid,
                         "response": {
-                            "status_code": 400,
+                            "status_code": status,
                             "body": {"error": {"message": "scripted failure"}},
                         },
                         "error": None,
@@ -325,11 +368,15 @@ class FakeBatches:
         for item in batch.lines:
             text, images = _describe_anthropic(item["params"]["messages"])
             cid = item["custom_id"]
-            if "[[fail]]" in text:
+            status = _failure_status(text)
+            if status == 400 and "[[fail]]" in text:
                 result: dict[str, Any] = {
                     "type": "errored",
                     "error": {"type": "invalid_request_error", "message": "scripted failure"},
                 }
+            elif status is not None:
+                error = {"type": _ANTHROPIC_ERROR[status], "message": "scripted failure"}
+                result = {"type": "errored", "error": {"type": "error", "error": error}}
             else:
                 tools = item["params"].get("tools")
                 if tools:

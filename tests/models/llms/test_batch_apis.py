@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,16 +293,19 @@ def test_pipeline_killed_while_the_provider_works_resumes_without_resubmitting(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    # A watcher wakes the wait below if the child dies; the fake server wakes it when the
+    # child polls a batch, which it does only after saving that batch's id. No clock involved
+    # (the timeout is a safety net against a stuck child, not the condition).
+    watcher = threading.Thread(target=lambda: (child.wait(), fake.wake()), daemon=True)
+    watcher.start()
     try:
-        states = tmp_path / "batches"
-        for _ in range(1200):  # until the child has submitted both batches and saved their ids
-            if len(fake.batches) == 2 and states.is_dir() and len(list(states.iterdir())) == 2:
-                break
+        submitted = fake.wait_for_polls(2, timeout=600, stop=lambda: child.poll() is not None)
+        if not submitted:
             if child.poll() is not None:
                 raise AssertionError(child.stderr.read().decode() if child.stderr else "")
-            time.sleep(0.05)
-        else:
             raise AssertionError("the child never submitted a batch")
+        states = tmp_path / "batches"
+        assert len(fake.batches) == 2 and len(list(states.iterdir())) == 2
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
@@ -318,3 +321,28 @@ def test_pipeline_killed_while_the_provider_works_resumes_without_resubmitting(
     for row in dataset:
         number = int(row["instruction"].rsplit(" ", 1)[1])
         assert row["generation"].startswith(f"caption picture {number} | PNG {8 + number}x6")
+    # The results are in the cache now: the batch ids that made the resume work are gone.
+    assert list(states.iterdir()) == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_state_files_are_removed_once_the_results_are_cached(
+    provider: str, fake: FakeBatches, url: str, tmp_path: Path
+) -> None:
+    states = tmp_path / "batches"
+    dataset = build(provider, url, tmp_path).run(show_progress=False)["caption"]
+    assert len(dataset) == 6 and all(dataset["generation"])
+    assert len(fake.batches) == 2
+    assert list(states.iterdir()) == []  # nothing left to collect: the cache answers now
+    again = build(provider, url, tmp_path).run(show_progress=False)["caption"]
+    assert again["generation"] == dataset["generation"]
+    assert len(fake.batches) == 2  # from the cache, no new batch
+
+
+def test_without_a_cache_the_state_stays_for_the_next_run(
+    fake: FakeBatches, url: str, tmp_path: Path
+) -> None:
+    build("openai", url, tmp_path).run(show_progress=False, use_cache=False)
+    assert len(list((tmp_path / "batches").iterdir())) == 2
+    build("openai", url, tmp_path).run(show_progress=False, use_cache=False)
+    assert len(fake.batches) == 2  # collected again, not paid twice

@@ -15,12 +15,8 @@ from PIL import Image
 
 from local_models import TinyModels, offline, tiny_models, torch
 from pixtill.images import ImageRef
-from pixtill.models.llms.transformers import (
-    TransformersLLM,
-    import_torch,
-    resolve_device,
-    resolve_dtype,
-)
+from pixtill.models.llms.transformers import TransformersLLM
+from pixtill.models.torch_support import import_torch, resolve_device, resolve_dtype
 from pixtill.steps.tasks import METADATA_COLUMN, ChatGeneration, TextGenerationWithImage
 from pixtill.tiny_models import VLM_IMAGE_TOKENS
 from sample_images import image_bytes

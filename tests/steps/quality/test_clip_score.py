@@ -87,3 +87,22 @@ def test_a_bad_row_fails_alone_and_mappings_apply(tiny_clip: Path) -> None:
     assert "column 'text': expected a string" in out[1]["pixtill_metadata"]["error_clip"]
     assert isinstance(out[2]["clip_score"], float)
     assert "prompt" in out[2] and "text" not in out[2]
+
+
+def test_a_row_whose_metadata_is_not_a_dict_fails_alone(tiny_clip: Path) -> None:
+    step = CLIPScore(name="clip", model=str(tiny_clip), device="cpu")
+    step.load()
+    (out,) = step.process(
+        [
+            {"image": png("red"), "text": "a red circle", "pixtill_metadata": "junk"},
+            {"image": png("red"), "text": "a red circle", "pixtill_metadata": [1, 2]},
+            {"image": png("red"), "text": "a red circle", "pixtill_metadata": '{"a": 1}'},
+        ]
+    )
+    step.unload()
+    for index in (0, 1):
+        assert out[index]["clip_score"] is None
+        assert out[index]["pixtill_metadata"]["error_clip"].startswith(
+            f"step 'clip': row {index}, column 'pixtill_metadata': must be a dict"
+        )
+    assert isinstance(out[2]["clip_score"], float)

@@ -166,3 +166,30 @@ def test_judge_in_a_pipeline_and_from_yaml(tmp_path: Path) -> None:
     assert result["judge_score"] == [5.0, 1.0]
     assert result["judge_scores"][0] == {"faithfulness": 5, "coverage": 5}
     assert result["judge_rationale"] == ["bright", "dark"]
+
+
+def test_each_reply_is_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import pixtill.models.structured as structured
+
+    original = structured.parse_structured
+    calls: list[object] = []
+
+    def counting(text: object, spec: object) -> object:
+        calls.append(text)
+        return original(text, spec)  # type: ignore[arg-type]
+
+    # Every module that holds the function, wherever it imported it from.
+    for module in [m for name, m in sys.modules.items() if name.startswith("pixtill")]:
+        if getattr(module, "parse_structured", None) is original:
+            monkeypatch.setattr(module, "parse_structured", counting)
+    judge = VisionJudge(name="judge", llm=RubricJudgeLLM(), rubric="prompt_adherence")
+    judge.load()
+    rows = judge.process_batch([{"image": WHITE, "prompt": f"wall {i}"} for i in range(4)])
+    judge.unload()
+    assert [r["judge_score"] for r in rows] == [5.0] * 4
+    assert len(calls) == 4  # once per reply, not again in format_output
+    # Called on its own (distilabel's API), format_output still parses the text itself.
+    reply = '{"adherence": 4, "text_rendering": 4, "quality": 2, "rationale": "ok"}'
+    assert judge.format_output(reply)["judge_scores"]["quality"] == 2

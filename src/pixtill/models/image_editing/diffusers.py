@@ -11,6 +11,7 @@ torch and diffusers are imported only when a model is loaded (``pip install 'pix
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
@@ -20,12 +21,14 @@ from pixtill.models.diffusers_runtime import (
     call_options,
     generate_each,
     load_pipeline,
-    png_outputs,
+    png_generations,
     release,
 )
 from pixtill.models.image_editing.base import EditInput, ImageEditingModel
 from pixtill.models.image_model import ImageGenerationOutput
-from pixtill.models.llms.transformers import import_module, import_torch
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import import_module, import_torch
 
 __all__ = ["DiffusersImageEditing"]
 
@@ -106,16 +109,26 @@ class DiffusersImageEditing(ImageEditingModel):
         release(self._runtime)
         super().unload()
 
+    @canonical_edge
     def generate(
         self, inputs: list[EditInput], num_generations: int = 1, **kwargs: Any
     ) -> list[list[ImageGenerationOutput]]:
-        params = {**self.generation_kwargs, **kwargs}
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_image_outputs() for result in self._generate_results(requests)]
+
+    def _generate_results(self, requests: Sequence[ModelRequest[EditInput]]) -> list[ModelResult]:
+        if not requests:
+            return []
+        n, params = requests[0].n, dict(requests[0].settings)
         return generate_each(
             self._runtime,
             self.load,
-            inputs,
-            num_generations,
-            lambda runtime, edit: self._edit(runtime, edit, num_generations, params),
+            [r.input for r in requests],
+            n,
+            lambda runtime, edit: self._edit(runtime, edit, n, params),
         )
 
     def _pipeline_for(self, runtime: _EditRuntime, masked: bool) -> Any:
@@ -133,7 +146,7 @@ class DiffusersImageEditing(ImageEditingModel):
         edit: EditInput,
         num_generations: int,
         params: dict[str, Any],
-    ) -> list[ImageGenerationOutput]:
+    ) -> list[Generation]:
         torch = import_torch()
         if runtime.pipeline is None:
             raise RuntimeError("DiffusersImageEditing was unloaded")
@@ -162,7 +175,7 @@ class DiffusersImageEditing(ImageEditingModel):
             result = pipeline(
                 prompt=[prompt] * count, image=[image] * count, output_type="pil", **call
             )
-        return png_outputs(list(result.images), num_generations)
+        return png_generations(list(result.images), num_generations)
 
 
 def _mask_for_diffusers(mask: Any) -> Any:

@@ -14,8 +14,10 @@ from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.huggingface.inference_endpoints import (
     image_b64_from_response,
 )
-from pixtill.models.image_generation.openai import gather_images
-from pixtill.models.remote import merged_params, once
+from pixtill.models.image_generation.openai import gather_generations
+from pixtill.models.remote import once
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import Payload, RequestEngine
 from pixtill.utils.b64 import encode_b64
 
@@ -54,21 +56,27 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
             True  # an image URL in a row lives on another host: fetching it never sends the token
         )
 
+    @canonical_edge
     async def agenerate(
         self, input: EditInput, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_image_outputs()
+
+    async def _agenerate_result(self, request: ModelRequest[EditInput]) -> ModelResult:
+        input = request.input
         if input.get("mask") is not None:
             raise ValueError(
                 "InferenceEndpointsImageEditing: the image-to-image task API takes no mask; "
                 "use OpenAIImageEditing or DiffusersImageEditing for masked edits"
             )
         engine = await self._aengine()
-        parameters = merged_params(self.generation_kwargs, kwargs)
+        parameters = dict(request.settings)
         parameters.pop("prompt", None)
         seed = parameters.get("seed")
         url = self._task_url()
         headers = None
-        if num_generations > 1 and seed is None:
+        if request.n > 1 and seed is None:
             headers = {"x-use-cache": "false"}  # identical requests would get one cached image
 
         async def fetch(image_url: str) -> bytes:  # inside the request's slot
@@ -85,7 +93,7 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
 
         image = once(encode)  # built in the first request's slot, shared by the others
 
-        async def one(k: int) -> list[str]:
+        async def one(k: int) -> list[Generation]:
             params = {"prompt": input["prompt"], **parameters}
             if isinstance(seed, int) and k > 0:
                 params["seed"] = seed + k
@@ -95,8 +103,8 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
 
             return [await self._request(engine, url, payload, headers)]
 
-        return await gather_images(
-            type(self).__name__, [(1, one(k)) for k in range(num_generations)]
+        return await gather_generations(
+            type(self).__name__, [(1, one(k)) for k in range(request.n)]
         )
 
     async def _request(
@@ -105,7 +113,7 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
         url: str,
         payload: Payload,
         headers: dict[str, str] | None,
-    ) -> str:
+    ) -> Generation:
         auth = {**(self._request_auth or {}), **(headers or {})}
         body, content_type = await self._post_bytes(engine, url, payload, headers=auth or None)
-        return image_b64_from_response(body, content_type, type(self).__name__)
+        return Generation.of_image(image_b64_from_response(body, content_type, type(self).__name__))

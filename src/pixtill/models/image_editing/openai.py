@@ -13,9 +13,10 @@ from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.openai import (
     OPENAI_BASE_URL,
-    gather_images,
+    gather_generations,
     image_b64_from_bytes,
     openai_auth_headers,
+    split_usage,
 )
 from pixtill.models.multipart import FilePart, encode_multipart, new_boundary
 from pixtill.models.remote import (
@@ -23,9 +24,10 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    merged_params,
     once,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.utils.fast_json import loads
 
@@ -69,11 +71,17 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
     def _auth_headers(self) -> dict[str, str]:
         return openai_auth_headers(self.api_key, self.base_url, type(self).__name__)
 
+    @canonical_edge
     async def agenerate(
         self, input: EditInput, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_image_outputs()
+
+    async def _agenerate_result(self, request: ModelRequest[EditInput]) -> ModelResult:
+        input = request.input
         engine = await self._aengine()
-        params = merged_params(self.generation_kwargs, kwargs)
+        params = dict(request.settings)
         for key in _RESERVED:
             params.pop(key, None)
         if self.model.startswith("gpt-image"):
@@ -99,9 +107,9 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
             return fields + [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
 
         fields = once(build_fields)  # built in the first request's slot, shared by the others
-        per = self.max_n_per_request
-        counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
-        return await gather_images(
+        per, total = self.max_n_per_request, request.n
+        counts = [min(per, total - start) for start in range(0, total, per)]
+        return await gather_generations(
             type(self).__name__,
             [(count, self._request(engine, fields, count)) for count in counts],
         )
@@ -111,7 +119,7 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         engine: RequestEngine,
         fields: Callable[[], Awaitable[list[tuple[str, str | FilePart]]]],
         n: int,
-    ) -> list[str]:
+    ) -> list[Generation]:
         boundary = new_boundary()
 
         async def body() -> bytes:
@@ -130,7 +138,7 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
             return await self._images(engine, raw)
         raise error  # outside the handler: the unscrubbed error is not its __context__
 
-    async def _images(self, engine: RequestEngine, raw: bytes) -> list[str]:
+    async def _images(self, engine: RequestEngine, raw: bytes) -> list[Generation]:
         backend = type(self).__name__
         try:
             answer = loads(raw)
@@ -152,4 +160,5 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
                 images.append(image_b64_from_bytes(fetched, backend, "the image at the URL"))
             else:
                 raise InvalidResponseError(backend, f"image {k} has neither b64_json nor url")
-        return images
+        usage = split_usage(answer, len(images))
+        return [Generation.of_image(image, None, *tokens) for image, tokens in zip(images, usage)]

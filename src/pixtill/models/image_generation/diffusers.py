@@ -11,6 +11,7 @@ torch and diffusers are imported only when a model is loaded: ``pip install torc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
@@ -20,11 +21,13 @@ from pixtill.models.diffusers_runtime import (
     call_options,
     generate_each,
     load_pipeline,
-    png_outputs,
+    png_generations,
     release,
 )
 from pixtill.models.image_generation.base import ImageGenerationModel, ImageGenerationOutput
-from pixtill.models.llms.transformers import import_torch
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.torch_support import import_torch
 
 __all__ = ["DiffusersImageGeneration"]
 
@@ -100,21 +103,31 @@ class DiffusersImageGeneration(ImageGenerationModel):
         super().unload()
 
     # -- generation ------------------------------------------------------------------------
+    @canonical_edge
     def generate(
         self, inputs: list[str], num_generations: int = 1, **kwargs: Any
     ) -> list[list[ImageGenerationOutput]]:
-        params = {**self.generation_kwargs, **kwargs}
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_image_outputs() for result in self._generate_results(requests)]
+
+    def _generate_results(self, requests: Sequence[ModelRequest[str]]) -> list[ModelResult]:
+        if not requests:
+            return []
+        n, params = requests[0].n, dict(requests[0].settings)
         return generate_each(
             self._runtime,
             self.load,
-            inputs,
-            num_generations,
-            lambda runtime, prompt: self._paint(runtime, prompt, num_generations, params),
+            [r.input for r in requests],
+            n,
+            lambda runtime, prompt: self._paint(runtime, prompt, n, params),
         )
 
     def _paint(
         self, runtime: DiffusersRuntime, prompt: str, num_generations: int, params: dict[str, Any]
-    ) -> list[ImageGenerationOutput]:
+    ) -> list[Generation]:
         torch = import_torch()
         pipeline, device = runtime.pipeline, runtime.device
         if pipeline is None or device is None:
@@ -126,4 +139,4 @@ class DiffusersImageGeneration(ImageGenerationModel):
             result = pipeline(
                 prompt=prompt, num_images_per_prompt=num_generations, output_type="pil", **call
             )
-        return png_outputs(list(result.images), num_generations)
+        return png_generations(list(result.images), num_generations)

@@ -24,15 +24,17 @@ from pixtill.models.remote import (
     merged_params,
     resolve_secret,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult, ResultError
 from pixtill.models.transport import RequestEngine
 from pixtill.utils.b64 import encode_b64
 
 __all__ = [
     "OpenAIImageGeneration",
-    "failed",
-    "gather_images",
+    "gather_generations",
     "image_b64_from_bytes",
     "openai_auth_headers",
+    "split_usage",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -50,40 +52,53 @@ def image_b64_from_bytes(data: bytes, backend: str, what: str = "the response") 
     return encode_b64(data)
 
 
-def failed(error: BaseException | str) -> ImageGenerationOutput:
-    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return {"images": [None], "error": message}
+def split_usage(body: Any, count: int) -> list[tuple[int | None, int | None]]:
+    """``(input_tokens, output_tokens)`` per image of an Images API answer with ``usage``
+    (gpt-image models): the prompt's tokens for each, the output tokens split evenly; Nones
+    when the answer has no usage."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict) or count < 1:
+        return [(None, None)] * max(count, 0)
+    ins, outs = usage.get("input_tokens"), usage.get("output_tokens")
+    ins = ins if isinstance(ins, int) and not isinstance(ins, bool) else None
+    if not isinstance(outs, int) or isinstance(outs, bool):
+        return [(ins, None)] * count
+    base, extra = divmod(outs, count)
+    return [(ins, base + (1 if k < extra else 0)) for k in range(count)]
 
 
-async def gather_images(
-    backend: str, jobs: list[tuple[int, Awaitable[list[str]]]]
-) -> list[ImageGenerationOutput]:
-    """Run requests concurrently; each ``(count, request)`` should give ``count`` images.
+async def gather_generations(
+    backend: str, jobs: list[tuple[int, Awaitable[list[Generation]]]]
+) -> ModelResult:
+    """Run requests concurrently; each ``(count, request)`` should give ``count`` generations.
 
-    One output per expected image, in order: a failed request (or a short answer) gives failed
-    outputs for its images only; when nothing at all succeeded the first error is raised.
+    One generation per expected image, in order: a failed request (or a short answer) gives
+    failed generations for its images only, its error kept as data (`ResultError`); when
+    nothing at all succeeded the first error is raised (the request failed as a whole).
     """
     if len(jobs) == 1:  # no gather: one request, its error is the error
         count, request = jobs[0]
-        results: list[list[str] | BaseException] = [await request]
+        results: list[list[Generation] | BaseException] = [await request]
     else:
         results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
-    outputs: list[ImageGenerationOutput] = []
+    generations: list[Generation] = []
     first_error: Exception | None = None
     for (count, _), result in zip(jobs, results):
         if isinstance(result, BaseException):
             if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                 raise result
             first_error = first_error or result
-            outputs += [failed(result) for _ in range(count)]
+            generations += [Generation.failed(result)] * count
             continue
-        outputs += [{"images": [image]} for image in result[:count]]
+        generations += result[:count]
         if len(result) < count:
-            short = f"{backend}: asked for {count} images, got {len(result)}"
-            outputs += [failed(short) for _ in range(count - len(result))]
-    if first_error is not None and all(o["images"][0] is None for o in outputs):
+            short = ResultError(
+                f"{backend}: asked for {count} images, got {len(result)}", "invalid_response"
+            )
+            generations += [Generation.failed(short)] * (count - len(result))
+    if first_error is not None and all(not g.ok for g in generations):
         raise first_error
-    return outputs
+    return ModelResult.of(generations)
 
 
 class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
@@ -153,39 +168,49 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
             return self.max_n_per_request
         return 1 if self.model == "dall-e-3" else 10
 
+    @canonical_edge
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        if not isinstance(input, str):
-            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {input!r}")
-        params = self._checked_params(kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_image_outputs()
+
+    async def _agenerate_result(self, request: ModelRequest[str]) -> ModelResult:
+        prompt = request.input
+        if not isinstance(prompt, str):
+            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {prompt!r}")
+        params = dict(request.settings)
+        check_openai_image_params(type(self).__name__, self.model, params)
         for key in _RESERVED:
             params.pop(key, None)
         if self.model.startswith("gpt-image"):
             params.pop("response_format", None)  # always base64; the API refuses the field
         elif params.get("response_format") != "url":
             params["response_format"] = "b64_json"
-        payload: dict[str, Any] = {"model": self.model, "prompt": input, **params}
-        per = self.n_per_request
-        counts = [min(per, num_generations - start) for start in range(0, num_generations, per)]
+        payload: dict[str, Any] = {"model": self.model, "prompt": prompt, **params}
+        per, total = self.n_per_request, request.n
+        counts = [min(per, total - start) for start in range(0, total, per)]
         send = self._request if self._aclient is None else self._sdk_request
         engine = await self._aengine()
-        return await gather_images(
+        return await gather_generations(
             type(self).__name__, [(count, send(engine, payload, count)) for count in counts]
         )
 
     async def _sdk_request(
         self, engine: RequestEngine, payload: dict[str, Any], n: int
-    ) -> list[str]:
+    ) -> list[Generation]:
         """One request through the SDK client in ``_aclient``; URLs are fetched as usual."""
         response = await self._aclient.images.generate(**payload, n=n)
         data = [
             {"b64_json": getattr(item, "b64_json", None), "url": getattr(item, "url", None)}
             for item in getattr(response, "data", None) or []
         ]
-        return await self._images_of(engine, data)
+        images = await self._images_of(engine, data)
+        return [Generation.of_image(image) for image in images]
 
-    async def _request(self, engine: RequestEngine, payload: dict[str, Any], n: int) -> list[str]:
+    async def _request(
+        self, engine: RequestEngine, payload: dict[str, Any], n: int
+    ) -> list[Generation]:
         url = f"{self.base_url.rstrip('/')}/images/generations"
         body = await self._post_json(engine, url, {**payload, "n": n}, headers=self._request_auth)
         data = body.get("data") if isinstance(body, dict) else None
@@ -193,7 +218,9 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
             raise InvalidResponseError(
                 type(self).__name__, f"the response has no data: {excerpt(body)}"
             )
-        return await self._images_of(engine, data)
+        images = await self._images_of(engine, data)
+        usage = split_usage(body, len(images))
+        return [Generation.of_image(image, None, *tokens) for image, tokens in zip(images, usage)]
 
     async def _images_of(self, engine: RequestEngine, data: list[Any]) -> list[str]:
         """Base64 images of the response's ``data`` items, fetching those given as URLs."""

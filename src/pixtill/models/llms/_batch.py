@@ -7,8 +7,9 @@ batch are reached). The moment a batch is created its id is written to a small s
 named by the hash of every request line, under ``state_dir``. When the process dies while the
 provider works (a batch takes minutes to hours), the next run rebuilds the same requests, finds
 the state file and collects the results of the batches already submitted instead of paying for
-them twice. Provider-specific wire formats live in the subclasses (``openai_batch.py``,
-``anthropic_batch.py``).
+them twice; once a pipeline has stored the results in its cache, the file is deleted
+(``_batch_state.py``). Provider-specific wire formats live in the subclasses
+(``openai_batch.py``, ``anthropic_batch.py``).
 """
 
 from __future__ import annotations
@@ -16,21 +17,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.models.base import AsyncBridge
-from pixtill.models.llms._wire import Choice, _image_of, generate_output
-from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
+from pixtill.models.http import ErrorKind
+from pixtill.models.llms._batch_errors import batch_error
+from pixtill.models.llms._batch_state import delete_states, read_state, write_state
+from pixtill.models.llms._wire import Choice, _image_of
+from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
 from pixtill.models.remote import InvalidResponseError, RemoteModel
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.transport import RequestEngine, RequestError
-from pixtill.paths import cache_dir, write_atomically
+from pixtill.paths import cache_dir
 from pixtill.utils import fast_json
 
 __all__ = ["BatchLLM", "BatchStatus", "RequestLine"]
@@ -58,6 +65,7 @@ class BatchStatus:
     done: bool
     failure: str | None = None  # why the batch as a whole ended without results
     extra: dict[str, Any] = field(default_factory=dict)  # provider fields the results need
+    failure_kind: str = ErrorKind.INVALID_RESPONSE.value  # ``failure``'s kind (`ResultError`)
 
 
 def _encoded(line: dict[str, Any]) -> bytes:
@@ -85,6 +93,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         description="Collect the results of batches an earlier run submitted for the same "
         "requests instead of submitting again.",
     )
+
+    # State files of batches whose results were collected: deleted once those results are
+    # cached (`forget_collected_batches`), so a crash before that collects, not resubmits.
+    _collected: list[Path] = PrivateAttr(default_factory=list)
 
     # ----------------------------------------------------------------- provider specifics
 
@@ -129,11 +141,18 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         self._stop_loop(self.aclose)
         super().unload()
 
+    def _extra_headers(self) -> dict[str, str]:
+        # The request lines cannot carry headers: generation_kwargs' extra_headers (the SDK's
+        # name) go with every call of the batch API instead (OpenAI-Project, beta flags...).
+        params = dict(self.generation_kwargs)
+        return split_request_options(params, type(self).__name__).headers
+
     def _state_folder(self) -> Path:
         return self.state_dir if self.state_dir is not None else cache_dir() / "batches"
 
     # ----------------------------------------------------------------- generation
 
+    @canonical_edge
     def generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
@@ -144,8 +163,22 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         (the batches go on; run again to collect them) and `RequestError` when the provider
         cannot be reached.
         """
-        return self._run_sync(self._agenerate(inputs, num_generations, kwargs))
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_generate_output() for result in self._generate_results(requests)]
 
+    def forget_collected_batches(self) -> int:
+        """Delete the state files of the batches whose results were collected; returns how
+        many. A pipeline calls it once those results are stored in its cache: until then a
+        killed run collects the finished batches again instead of paying for them twice, and
+        afterwards the cache answers. Without a pipeline the files stay, so that running the
+        same requests again collects them (call this to drop them)."""
+        collected, self._collected = self._collected, []
+        return delete_states(collected)
+
+    @canonical_edge
     def offline_batch_generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
@@ -153,19 +186,36 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         only makes the task give this model every row at once)."""
         return self.generate(inputs, num_generations, **kwargs)
 
-    async def _agenerate(
-        self, inputs: list[FormattedInput], n: int, kwargs: dict[str, Any]
-    ) -> list[GenerateOutput]:
+    def _generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        if not requests:
+            return []
+        return self._run_sync(self._aresults(requests))
+
+    async def _aresults(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
         engine = await self._aengine()
-        params = {**self.generation_kwargs, **kwargs}
-        outputs: dict[int, GenerateOutput] = {}
+        n = requests[0].n
+        params = requests[0].call_kwargs()  # the lines carry the structured output too
+        options = split_request_options(params, type(self).__name__)
+        if options.query:
+            raise ValueError(
+                f"{type(self).__name__}: extra_query cannot go with the requests of a batch"
+            )
+        params.update(options.body)  # the body fields of every request line
+        outputs: dict[int, ModelResult] = {}
         lines: list[RequestLine] = []
-        for index, messages in enumerate(inputs):
+        for index, request in enumerate(requests):
+            messages = request.input
             try:
                 await asyncio.to_thread(check_images, messages)
                 lines += await self._request_lines(index, messages, n, params)
             except Exception as exc:
-                outputs[index] = failed_generate_output(self.describe_error(exc), n)
+                outputs[index] = ModelResult.failed(
+                    replace(ResultError.of(exc), message=self.describe_error(exc)), n
+                )
         if lines:
             encoded = [_encoded(self._wire_line(line)) for line in lines]
             choices = await self._run_batches(engine, lines, encoded)
@@ -177,13 +227,13 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 got: list[Choice] = []
                 for line in mine:
                     got += choices.get(line.custom_id) or [
-                        Choice(None, error=f"no result for request {line.custom_id}")
+                        Choice.failed(f"no result for request {line.custom_id}")
                     ]
-                got = got[:n] + [Choice(None, error="fewer generations than asked")] * max(
+                got = got[:n] + [Choice.failed("fewer generations than asked")] * max(
                     0, n - len(got)
                 )
-                outputs[index] = generate_output(got)
-        return [outputs[i] for i in range(len(inputs))]
+                outputs[index] = ModelResult.of(got)
+        return [outputs[i] for i in range(len(requests))]
 
     def _chunks(self, encoded: list[bytes]) -> list[range]:
         """Consecutive line ranges that each fit the provider's limits."""
@@ -211,7 +261,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
             digest.update(line)
         key = digest.hexdigest()
         state_path = self._state_folder() / f"{self.provider}-{key[:40]}.json"
-        state = self._read_state(state_path) if self.reuse_batches else None
+        state = read_state(state_path) if self.reuse_batches else None
         chunks = self._chunks(encoded)
         ids: list[str | None] = list(state["batches"]) if state else []
         if len(ids) != len(chunks):
@@ -221,7 +271,10 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         for k, chunk in enumerate(chunks):
             if ids[k] is None:
                 ids[k] = await self._submit(engine, [encoded[i] for i in chunk])
-                self._write_state(state_path, key, ids)  # before anything else can fail
+                # Before anything else can fail.
+                write_state(
+                    state_path, provider=self.provider, model=self.model_name, key=key, ids=ids
+                )
         by_id: dict[str, list[Choice]] = {}
         ended_badly = False
         deadline = None if self.max_wait is None else engine.clock.monotonic() + self.max_wait
@@ -237,13 +290,21 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 found = results.get(cid)
                 if not found:
                     why = status.failure or "has no result for it"
-                    found = [Choice(None, error=f"batch {batch_id} {why} (request {cid})")]
+                    found = [
+                        Choice.failed(
+                            batch_error(
+                                f"batch {batch_id} {why} (request {cid})", status.failure_kind
+                            )
+                        )
+                    ]
                 by_id[cid] = found
         if ended_badly and state_path.exists():
             # A batch failed, expired or was cancelled: a later run submits again rather than
             # collecting the same missing results. (Requests the provider answered with an
             # error are collected again as they are; `reuse_batches=False` resubmits.)
             state_path.unlink()
+        elif state_path not in self._collected:
+            self._collected.append(state_path)  # deleted once the results are kept
         return by_id
 
     async def _wait(
@@ -260,28 +321,6 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
                 )
             every = self.offline_batch_generation_block_until_done
             await engine.clock.sleep(self.poll_interval if every is None else every)
-
-    # ----------------------------------------------------------------- state files
-
-    @staticmethod
-    def _read_state(path: Path) -> dict[str, Any] | None:
-        try:
-            state = fast_json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(state, dict) or not isinstance(state.get("batches"), list):
-            return None
-        return state
-
-    def _write_state(self, path: Path, key: str, ids: list[str | None]) -> None:
-        state = {
-            "provider": self.provider,
-            "model": self.model_name,
-            "key": key,
-            "batches": ids,
-            "updated": time.time(),
-        }
-        write_atomically(path, fast_json.dumps(state))
 
     # ----------------------------------------------------------------- helpers
 

@@ -1,8 +1,8 @@
 """The chat backends' wire helpers: image parts out, generations back.
 
 pixtill's ``{"type": "image", "image": ImageRef}`` parts become each provider's format here, at
-send time; `Choice` (the canonical `Generation`) / `generate_output` / `fan_out` turn responses
-into a `ModelResult` and distilabel's `GenerateOutput` dict.
+send time; `Choice` (the canonical `Generation`) and `fan_out` turn responses into the
+canonical `ModelResult`'s generations.
 
 Encoding is CPU work. Bytes already in memory that need neither resizing nor re-encoding are
 base64-encoded inline (tens of microseconds for a typical image, cheaper than a thread hop);
@@ -18,14 +18,13 @@ from typing import Any, Literal
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef, ResizePolicy
-from pixtill.models.llms.base import FormattedInput, GenerateOutput
-from pixtill.models.results import Generation, ModelResult
+from pixtill.models.llms.base import FormattedInput
+from pixtill.models.results import Generation
 
 __all__ = [
     "Choice",
     "anthropic_messages",
     "fan_out",
-    "generate_output",
     "image_data_url",
     "openai_messages",
     "prompt_chars",
@@ -211,11 +210,6 @@ def prompt_chars(messages: FormattedInput) -> tuple[int, int]:
 Choice = Generation
 
 
-def generate_output(choices: list[Choice]) -> GenerateOutput:
-    """distilabel's dict of per-generation choices (`ModelResult.to_generate_output`)."""
-    return ModelResult.of(choices).to_generate_output()
-
-
 async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[Choice]:
     """Run ``one(k)`` for k in range(count) concurrently; each gives one `Choice`. A failed
     request becomes a failed choice; when every request failed, the first error is raised."""
@@ -229,7 +223,7 @@ async def fan_out(count: int, one: Callable[[int], Awaitable[Choice]]) -> list[C
             if not isinstance(result, Exception) or isinstance(result, ModelUnavailableError):
                 raise result
             first_error = first_error or result
-            choices.append(Choice(None, error=f"{type(result).__name__}: {result}"))
+            choices.append(Choice.failed(result))  # its kind and status kept as data
         else:
             choices.append(result)
     if first_error is not None and all(c.text is None for c in choices):

@@ -10,7 +10,6 @@ from pixtill.models.llms._wire import (
     Choice,
     anthropic_messages,
     fan_out,
-    generate_output,
     prompt_chars,
 )
 from pixtill.models.llms.base import AsyncLLM, FormattedInput, GenerateOutput
@@ -19,17 +18,18 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    merged_params,
     once,
     resolve_secret,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult
 from pixtill.models.structured import (
     StructuredOutputNotSupportedError,
     StructuredOutputSpec,
     json_schema_of,
     schema_name,
 )
-from pixtill.models.transport import RequestEngine
 from pixtill.utils import fast_json
 
 __all__ = ["AnthropicLLM"]
@@ -48,7 +48,9 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
     bytes (formats the API does not take are sent as PNG). ``max_tokens`` (required by the API)
     defaults to 1024; OpenAI-style ``stop`` and ``max_completion_tokens`` are translated, other
     ``generation_kwargs`` (``temperature``, ``top_p``, ``top_k``, ``stop_sequences``...) go as
-    they are. The API has no ``n``: several generations are separate requests.
+    they are, except the SDK's request options: ``extra_headers`` (e.g. an ``anthropic-beta``
+    flag) are sent as HTTP headers, ``extra_query`` as query parameters, ``extra_body``'s keys
+    merged into the body. The API has no ``n``: several generations are separate requests.
 
     Structured output (a task's ``structured_output=``) is sent as one forced tool whose
     ``input_schema`` is the schema; the tool call's input comes back as the generation's JSON
@@ -83,21 +85,20 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         root = self.base_url.rstrip("/")
         return f"{root}/messages" if root.endswith("/v1") else f"{root}/v1/messages"
 
+    @canonical_edge
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine = await self._aengine()
-        return await self._agenerate(engine, input, num_generations, kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_generate_output()
 
-    async def _agenerate(
-        self,
-        engine: RequestEngine,
-        input: FormattedInput,
-        num_generations: int,
-        kwargs: dict[str, Any],
-    ) -> GenerateOutput:
-        params = merged_params(self.generation_kwargs, kwargs)
-        spec: StructuredOutputSpec | None = params.pop("structured_output", None)
+    async def _agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        engine = await self._aengine()
+        input = request.input
+        params = dict(request.settings)
+        params.pop("structured_output", None)  # only `request.structured_output` counts
+        options = split_request_options(params, type(self).__name__)
+        spec = request.structured_output
         params = _anthropic_params(params)
         tool = _tool_of(spec) if spec is not None else None
         if tool is not None:
@@ -110,6 +111,7 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             body: dict[str, Any] = {"model": self.model, "messages": messages, **params}
             if system is not None:
                 body["system"] = system
+            body.update(options.body)
             return body
 
         payload = once(build)
@@ -118,13 +120,14 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
         if self.tokens_per_minute is not None:
             chars, images = prompt_chars(input)
             tokens = chars // 4 + images * _IMAGE_TOKEN_ESTIMATE + int(params["max_tokens"])
-        url = self._messages_url()
+        url = options.url(self._messages_url())
+        headers = options.headers or None
 
         async def one(_: int) -> Choice:
-            body = await self._post_json(engine, url, payload, tokens=tokens)
+            body = await self._post_json(engine, url, payload, headers=headers, tokens=tokens)
             return self._parse(body, tool_name)
 
-        return generate_output(await fan_out(num_generations, one))
+        return ModelResult.of(await fan_out(request.n, one))
 
     def _parse(self, body: Any, tool_name: str | None = None) -> Choice:
         if not isinstance(body, dict):
@@ -150,10 +153,12 @@ class AnthropicLLM(RemoteModel, AsyncLLM):
             ]
             texts = [fast_json.dumps(calls[0]).decode()] if calls else []
         else:
-            texts = [
-                str(block.get("text", ""))
+            texts = [  # a block whose text is null is no text, never the word "None"
+                block["text"]
                 for block in content
-                if isinstance(block, dict) and block.get("type") == "text"
+                if isinstance(block, dict)
+                and block.get("type") == "text"
+                and isinstance(block.get("text"), str)
             ]
         if not texts:
             if tool_name is not None:
@@ -198,7 +203,10 @@ def _tool_of(spec: StructuredOutputSpec) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _anthropic_params(params: dict[str, Any]) -> dict[str, Any]:

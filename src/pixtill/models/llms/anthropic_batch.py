@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 
 from pixtill.models.llms._batch import BatchLLM, BatchStatus, RequestLine, jsonl_records
+from pixtill.models.llms._batch_errors import anthropic_line_error
 from pixtill.models.llms._wire import Choice, anthropic_messages
 from pixtill.models.llms.anthropic import ANTHROPIC_BASE_URL, AnthropicLLM, _anthropic_params
 from pixtill.models.llms.base import FormattedInput
@@ -75,7 +76,7 @@ class AnthropicBatchLLM(BatchLLM):
         return {"x-api-key": key}
 
     def _extra_headers(self) -> dict[str, str]:
-        return {"anthropic-version": self.anthropic_version}
+        return {"anthropic-version": self.anthropic_version, **super()._extra_headers()}
 
     async def _request_lines(
         self, index: int, input: FormattedInput, num_generations: int, params: dict[str, Any]
@@ -141,11 +142,12 @@ _PARSER = AnthropicLLM(model="batch-results", base_url="http://unused.invalid")
 
 def _choice(result: Any) -> Choice:
     if not isinstance(result, dict):
-        return Choice(None, error=f"AnthropicBatchLLM: malformed result {excerpt(result)}")
+        return Choice.failed(f"AnthropicBatchLLM: malformed result {excerpt(result)}")
     kind = result.get("type")
     if kind != "succeeded":
         detail = result.get("error") or kind
-        return Choice(None, error=f"Anthropic batch request {kind}: {excerpt(detail)}")
+        why = f"Anthropic batch request {kind}: {excerpt(detail)}"
+        return Choice.failed(anthropic_line_error(why, kind, result.get("error")))
     message = result.get("message")
     if isinstance(message, dict):
         for block in message.get("content") or []:
@@ -156,7 +158,7 @@ def _choice(result: Any) -> Choice:
     try:
         return _PARSER._parse(message)
     except InvalidResponseError as exc:
-        return Choice(None, error=str(exc))
+        return Choice.failed(str(exc))
 
 
 def _object(raw: bytes, what: str) -> dict[str, Any]:

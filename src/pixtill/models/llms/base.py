@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from pydantic import Field
-from typing_extensions import TypedDict
 
 from pixtill.mixins.runtime_parameters import RuntimeParameter
 from pixtill.models.base import AsyncBridge, BaseModel
+from pixtill.models.outputs import GenerateOutput, TokenStatistics
+from pixtill.models.request import ModelRequest, speaks_canonical
+from pixtill.models.results import Generation, ModelResult, results_for_inputs
 
 # OpenAI-style chat messages. The tasks put images in a message's content list as OpenAI
 # ``{"type": "image_url", "image_url": {"url": ImageURL}}`` parts (`pixtill.image_url`: the URL
@@ -19,21 +22,15 @@ from pixtill.models.base import AsyncBridge, BaseModel
 ChatType = list[dict[str, Any]]
 FormattedInput = ChatType
 
-
-class TokenStatistics(TypedDict, total=False):
-    input_tokens: list[int]
-    output_tokens: list[int]
-
-
-class GenerateOutput(TypedDict, total=False):
-    """What a text model returns for one input: ``num_generations`` generations.
-
-    A failed request gives ``None`` generations and the reason in ``error``.
-    """
-
-    generations: list[str | None]
-    statistics: TokenStatistics
-    error: str | None
+__all__ = [
+    "LLM",
+    "AsyncLLM",
+    "ChatType",
+    "FormattedInput",
+    "GenerateOutput",
+    "TokenStatistics",
+    "failed_generate_output",
+]
 
 
 def failed_generate_output(error: BaseException | str, num_generations: int) -> GenerateOutput:
@@ -84,6 +81,37 @@ class LLM(BaseModel):
             )
         return self.generate(inputs=inputs, num_generations=num_generations, **kwargs)
 
+    def generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        """The canonical call the tasks make: one `ModelResult` per request, in order.
+
+        The requests of one call share ``n``, settings and structured output (a task's batch);
+        raises `ValueError` otherwise. A built-in backend answers natively
+        (`_generate_results`); any other model (one written for distilabel, or a subclass
+        overriding `generate`) is called through `generate_outputs` and its dicts are read
+        with `ModelResult.from_generate_output`.
+        """
+        if not requests:
+            return []
+        first = requests[0]
+        if any(not first.same_call(r) for r in requests[1:]):
+            raise ValueError("the requests of one generate call must share n and settings")
+        entry = "offline_batch_generate" if self.use_offline_batch_generation else "generate"
+        if speaks_canonical(self, entry):
+            return self._generate_results(requests)
+        outputs = self.generate_outputs(
+            inputs=[r.input for r in requests], num_generations=first.n, **first.call_kwargs()
+        )
+        results = [ModelResult.from_generate_output(o) for o in outputs]
+        return results_for_inputs(results, len(requests), first.n, type(self).__name__)
+
+    def _generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        """A built-in backend's native batch call (its `generate` is marked `canonical_edge`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no canonical generate")
+
     def offline_batch_generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
@@ -118,23 +146,27 @@ class AsyncLLM(AsyncBridge, LLM):
         singles = await asyncio.gather(
             *(self.agenerate(input, num_generations=1, **kwargs) for _ in range(num_generations))
         )
-        generations: list[str | None] = []
-        tokens: dict[str, list[int]] = {}
-        for single in singles:
-            one: Any = {"generations": single} if isinstance(single, list) else single
-            if hasattr(one, "to_generate_output"):  # a `ModelResult` from a custom LLM
-                one = one.to_generate_output()
-            generations += list(one.get("generations") or [None])[:1]
-            for key in ("input_tokens", "output_tokens"):
-                counts = (one.get("statistics") or {}).get(key)
-                if counts:
-                    tokens.setdefault(key, []).extend(counts[:1])
-        statistics: TokenStatistics = {}
-        if "input_tokens" in tokens:
-            statistics["input_tokens"] = tokens["input_tokens"]
-        if "output_tokens" in tokens:
-            statistics["output_tokens"] = tokens["output_tokens"]
-        return {"generations": generations, "statistics": statistics}
+        generations: list[Generation] = []
+        for single in singles:  # a dict, a bare list, or a `ModelResult` from a custom LLM
+            first = ModelResult.from_generate_output(single).generations[:1]
+            generations += first or [Generation(None)]
+        return ModelResult.of(generations).to_generate_output()
+
+    async def agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        """The canonical call the tasks make for one input. A built-in backend answers
+        natively (`_agenerate_result`); any other model (written for distilabel, or a subclass
+        overriding `agenerate`) is called through `agenerate_n` and its dict is read with
+        `ModelResult.from_generate_output`. Exceptions propagate (the task makes them data)."""
+        if speaks_canonical(self, "agenerate") and (
+            request.n == 1 or getattr(self, "_num_generations_param_supported", True)
+        ):
+            return await self._agenerate_result(request)
+        output = await self.agenerate_n(request.input, request.n, **request.call_kwargs())
+        return ModelResult.from_generate_output(output)
+
+    async def _agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        """A built-in backend's native call (its `agenerate` is marked `canonical_edge`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no canonical agenerate")
 
     async def agenerate_many(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any

@@ -17,7 +17,6 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pixtill.models.llms._wire import (
     Choice,
     fan_out,
-    generate_output,
     openai_messages,
     prompt_chars,
 )
@@ -27,10 +26,12 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    merged_params,
     once,
     resolve_secret,
 )
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
+from pixtill.models.results import ModelResult, ResultError
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of, schema_name
 from pixtill.models.transport import Payload, RequestEngine, RequestError
 
@@ -92,10 +93,12 @@ def _content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # some servers answer with content parts
-        texts = [
-            str(part.get("text", ""))
+        texts = [  # a part whose text is null is no text, never the word "None"
+            part["text"]
             for part in content
-            if isinstance(part, dict) and part.get("type") in ("text", "output_text")
+            if isinstance(part, dict)
+            and part.get("type") in ("text", "output_text")
+            and isinstance(part.get("text"), str)
         ]
         return "".join(texts) if texts else None
     return None
@@ -113,7 +116,10 @@ def _with(
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A token count from the server's usage: a non-negative int, else None (a negative or
+    non-integer count is the server's bug, not a statistic to store)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -170,21 +176,20 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
 
     # ----------------------------------------------------------------- generation
 
+    @canonical_edge
     async def agenerate(
         self, input: FormattedInput, num_generations: int = 1, **kwargs: Any
     ) -> GenerateOutput:
-        engine = await self._aengine()
-        return await self._agenerate(engine, input, num_generations, kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_generate_output()
 
-    async def _agenerate(
-        self,
-        engine: RequestEngine,
-        input: FormattedInput,
-        num_generations: int,
-        kwargs: dict[str, Any],
-    ) -> GenerateOutput:
-        params = merged_params(self.generation_kwargs, kwargs)
-        spec = params.pop("structured_output", None)
+    async def _agenerate_result(self, request: ModelRequest[FormattedInput]) -> ModelResult:
+        engine = await self._aengine()
+        input = request.input
+        params = dict(request.settings)
+        params.pop("structured_output", None)  # only `request.structured_output` counts
+        options = split_request_options(params, type(self).__name__)
+        spec = request.structured_output
         for key in _RESERVED:
             params.pop(key, None)
         if spec is not None:  # the task's shape wins over the model's own setting
@@ -198,37 +203,48 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
             body: dict[str, Any] = {"model": self._wire_model(), "messages": messages, **params}
             if response_format is not None:
                 body["response_format"] = response_format
+            body.update(options.body)
             return body
 
         payload = once(build)
-        n = num_generations
+        n = request.n
         tokens = tokens_n = 0
         if self.tokens_per_minute is not None:
             tokens = self._estimate_tokens(input, params)
             tokens_n = self._estimate_tokens(input, params, n)
-        url = self._chat_url()
+        url = options.url(self._chat_url())
+        headers = options.headers or None
 
         if n > 1 and self.native_n and not self._n_unsupported:
             try:
-                body = await self._post_json(engine, url, _with(payload, n=n), tokens=tokens_n)
+                body = await self._post_json(
+                    engine, url, _with(payload, n=n), headers=headers, tokens=tokens_n
+                )
             except RequestError as exc:
                 if exc.status not in _N_REJECTED:
                     raise
                 choices = await self._fan_out(
-                    engine, url, payload, n, 0, tokens, params.get("seed")
+                    engine, url, payload, n, 0, tokens, params.get("seed"), headers
                 )
                 self._n_unsupported = True  # the single requests worked: n was the problem
-                return generate_output(choices)
+                return ModelResult.of(choices)
             choices = self._parse(body)[:n]
             if len(choices) < n:
                 more = await self._fan_out(
-                    engine, url, payload, n - len(choices), len(choices), tokens, params.get("seed")
+                    engine,
+                    url,
+                    payload,
+                    n - len(choices),
+                    len(choices),
+                    tokens,
+                    params.get("seed"),
+                    headers,
                 )
                 self._n_unsupported = True
                 choices += more
-            return generate_output(choices)
-        return generate_output(
-            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"))
+            return ModelResult.of(choices)
+        return ModelResult.of(
+            await self._fan_out(engine, url, payload, n, 0, tokens, params.get("seed"), headers)
         )
 
     async def _fan_out(
@@ -240,12 +256,13 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         offset: int,
         tokens: int,
         seed: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> list[Choice]:
         async def one(k: int) -> Choice:
             body: Payload = payload
             if isinstance(seed, int) and offset + k > 0:  # distinct seeds, distinct answers
                 body = _with(payload, seed=seed + offset + k)
-            response = await self._post_json(engine, url, body, tokens=tokens)
+            response = await self._post_json(engine, url, body, headers=headers, tokens=tokens)
             return self._parse(response)[0]
 
         return await fan_out(count, one)
@@ -280,7 +297,7 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
         choices: list[Choice] = []
         for k, choice in enumerate(raw):
             if not isinstance(choice, dict):
-                choices.append(Choice(None, error=f"choice {k} is not an object"))
+                choices.append(Choice.failed(f"choice {k} is not an object"))
                 continue
             message = choice.get("message")
             text = _content_text(message.get("content")) if isinstance(message, dict) else None
@@ -299,9 +316,12 @@ class OpenAIChatLLM(RemoteModel, AsyncLLM):
                 error = f"choice {k} has no text content ({why})"
             finish = choice.get("finish_reason")
             finish = finish if isinstance(finish, str) else None
-            choices.append(Choice(text, prompt_tokens, out_tokens, error, finish))
+            failure = None if error is None else ResultError(error, "invalid_response")
+            choices.append(Choice(text, prompt_tokens, out_tokens, failure, finish))
         if all(c.text is None for c in choices):
-            raise InvalidResponseError(backend, choices[0].error or "no choice has text content")
+            raise InvalidResponseError(
+                backend, choices[0].error_message or "no choice has text content"
+            )
         return choices
 
 
@@ -311,7 +331,10 @@ class OpenAILLM(OpenAIChatLLM):
     Images go as ``image_url`` parts: http(s) URLs are passed through for the server to fetch,
     every other image is sent as a data URL (resized first with ``image_resize``).
     ``generation_kwargs`` go into the request as they are (``max_tokens`` or
-    ``max_completion_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``, ...).
+    ``max_completion_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``, ...), except
+    the SDK's request options: ``extra_headers`` are sent as HTTP headers, ``extra_query`` as
+    query parameters and ``extra_body``'s keys merged into the body
+    (`pixtill.models.request_options`).
 
     Statistics per generation: ``input_tokens`` is the request's prompt tokens, ``output_tokens``
     the choice's completion tokens (the request's total split evenly when the server gives only

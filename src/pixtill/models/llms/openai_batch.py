@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr
 
 from pixtill.models.llms._batch import BatchLLM, BatchStatus, RequestLine, jsonl_records
+from pixtill.models.llms._batch_errors import openai_batch_kind, openai_line_error
 from pixtill.models.llms._wire import Choice, openai_messages
 from pixtill.models.llms.base import FormattedInput
 from pixtill.models.llms.openai import OPENAI_BASE_URL, OpenAIChatLLM
@@ -150,7 +151,8 @@ class OpenAIBatchLLM(BatchLLM):
         if status in _ENDED_WITHOUT_ALL:
             errors = (batch.get("errors") or {}).get("data") or []
             messages = "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict))
-            return BatchStatus(batch_id, True, f"ended {status}: {messages}".rstrip(": "), files)
+            why = f"ended {status}: {messages}".rstrip(": ")
+            return BatchStatus(batch_id, True, why, files, openai_batch_kind(status))
         return BatchStatus(batch_id, False)
 
     async def _results(self, engine: RequestEngine, status: BatchStatus) -> dict[str, list[Choice]]:
@@ -173,11 +175,12 @@ class OpenAIBatchLLM(BatchLLM):
         body = response.get("body")
         if error or code != 200:
             detail = error or (body.get("error") if isinstance(body, dict) else body)
-            return [Choice(None, error=f"OpenAI batch request failed ({code}): {excerpt(detail)}")]
+            message = f"OpenAI batch request failed ({code}): {excerpt(detail)}"
+            return [Choice.failed(openai_line_error(message, code, error))]
         try:
             return _PARSER._parse(body)
         except InvalidResponseError as exc:
-            return [Choice(None, error=str(exc))]
+            return [Choice.failed(str(exc))]
 
 
 class OpenAIBatchResults(OpenAIChatLLM):

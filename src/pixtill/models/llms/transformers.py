@@ -8,14 +8,15 @@ on one instance are serialized.
 torch and transformers are imported only when a model is loaded, so ``import pixtill`` never
 needs them: ``pip install torch`` first, then ``pip install 'pixtill[local]'``.
 
-The modules: `torch_support` (imports, device, dtype, memory), `transformers_inputs` (chat ->
-processor inputs), `transformers_decoding` (generation options, end-of-sequence trimming), and
-this one (the model: load, batch, generate).
+The modules: `pixtill.models.torch_support` (imports, device, dtype, memory; shared with the
+other local backends), `transformers_inputs` (chat -> processor inputs), `transformers_decoding`
+(generation options, end-of-sequence trimming), and this one (the model: load, batch, generate).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
@@ -24,9 +25,14 @@ from pixtill.models.llms.base import (
     LLM,
     FormattedInput,
     GenerateOutput,
-    failed_generate_output,
 )
-from pixtill.models.llms.torch_support import (
+from pixtill.models.llms.transformers_decoding import eos_ids, generation_options, until_eos
+from pixtill.models.llms.transformers_inputs import PreparedChat as _Prepared
+from pixtill.models.llms.transformers_inputs import prepare_chat as _prepare
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
+from pixtill.models.structured import StructuredOutputNotSupportedError
+from pixtill.models.torch_support import (
     dtype_keyword,
     free_accelerator_memory,
     import_module,
@@ -34,20 +40,8 @@ from pixtill.models.llms.torch_support import (
     resolve_device,
     resolve_dtype,
 )
-from pixtill.models.llms.transformers_decoding import eos_ids, generation_options, until_eos
-from pixtill.models.llms.transformers_inputs import PreparedChat as _Prepared
-from pixtill.models.llms.transformers_inputs import prepare_chat as _prepare
-from pixtill.models.results import Generation, ModelResult
-from pixtill.models.structured import StructuredOutputNotSupportedError
 
-__all__ = [
-    "TransformersLLM",
-    "free_accelerator_memory",
-    "import_module",
-    "import_torch",
-    "resolve_device",
-    "resolve_dtype",
-]
+__all__ = ["TransformersLLM"]
 
 
 class _Runtime:
@@ -129,7 +123,7 @@ class TransformersLLM(LLM):
             options["revision"] = self.revision
         processor = transformers.AutoProcessor.from_pretrained(self.model, **options)
         model = transformers.AutoModelForImageTextToText.from_pretrained(
-            self.model, **options, **{dtype_keyword(): dtype}
+            self.model, **options, **{dtype_keyword("transformers"): dtype}
         )
         model.to(device)
         model.eval()
@@ -159,30 +153,45 @@ class TransformersLLM(LLM):
         super().unload()
 
     # -- generation ------------------------------------------------------------------------
+    @canonical_edge
     def generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
         if num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {num_generations}")
-        if kwargs.get("structured_output") is not None:
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_generate_output() for result in self._generate_results(requests)]
+
+    def _generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        """One `ModelResult` per request (they share ``n`` and settings). Raises
+        `StructuredOutputNotSupportedError` when they ask for structured output."""
+        if not requests:
+            return []
+        first = requests[0]
+        if first.structured_output is not None:
             # No constrained-decoding library is a dependency (outlines / lm-format-enforcer
             # would pull in a large stack): say so instead of returning unconstrained text.
             raise StructuredOutputNotSupportedError(
                 "TransformersLLM does not support structured output (a JSON schema); use an "
                 "OpenAI-compatible server with guided decoding (vLLM, TGI) instead"
             )
-        kwargs.pop("structured_output", None)
         runtime = self._runtime
         if runtime.model is None:
             self.load()
-        params = {**self.generation_kwargs, **kwargs}
-        outputs: list[GenerateOutput | None] = [None] * len(inputs)
+        num_generations, params = first.n, dict(first.settings)
+        inputs = [r.input for r in requests]
+        outputs: list[ModelResult | None] = [None] * len(inputs)
         prepared: dict[int, _Prepared] = {}
         for index, chat in enumerate(inputs):
             try:
                 prepared[index] = _prepare(chat)
             except Exception as exc:
-                outputs[index] = failed_generate_output(exc, num_generations)
+                outputs[index] = ModelResult.failed(exc, num_generations)
         # Rows with and without images go in separate batches: some processors cannot mix them.
         with_images = [i for i in prepared if prepared[i].images]
         text_only = [i for i in prepared if not prepared[i].images]
@@ -196,7 +205,7 @@ class TransformersLLM(LLM):
                     ):
                         outputs[index] = output
         return [
-            o if o is not None else failed_generate_output("no output", num_generations)
+            o if o is not None else ModelResult.failed("no output", num_generations)
             for o in outputs
         ]
 
@@ -206,19 +215,19 @@ class TransformersLLM(LLM):
         batch: list[_Prepared],
         num_generations: int,
         params: dict[str, Any],
-    ) -> list[GenerateOutput]:
+    ) -> list[ModelResult]:
         """The batch at once; if it fails, each row alone, so that only the bad rows fail."""
         try:
             return self._generate_batch(runtime, batch, num_generations, params)
         except Exception as exc:
             if len(batch) == 1:
-                return [failed_generate_output(exc, num_generations)]
-        results: list[GenerateOutput] = []
+                return [ModelResult.failed(exc, num_generations)]
+        results: list[ModelResult] = []
         for item in batch:
             try:
                 results.extend(self._generate_batch(runtime, [item], num_generations, params))
             except Exception as exc:
-                results.append(failed_generate_output(exc, num_generations))
+                results.append(ModelResult.failed(exc, num_generations))
         return results
 
     def _generate_batch(
@@ -227,7 +236,7 @@ class TransformersLLM(LLM):
         batch: list[_Prepared],
         num_generations: int,
         params: dict[str, Any],
-    ) -> list[GenerateOutput]:
+    ) -> list[ModelResult]:
         torch = import_torch()
         model, processor = runtime.model, runtime.processor
         if model is None or processor is None:
@@ -268,7 +277,7 @@ class TransformersLLM(LLM):
         attention = tensors.get("attention_mask")
         end_ids = eos_ids(model, tokenizer)
         pad_id = options.get("pad_token_id")
-        results: list[GenerateOutput] = []
+        results: list[ModelResult] = []
         for row in range(len(batch)):
             input_tokens = (
                 int(attention[row].sum().item()) if attention is not None else prompt_length
@@ -282,5 +291,5 @@ class TransformersLLM(LLM):
                 text = tokenizer.decode(kept, skip_special_tokens=True).strip()
                 finish = "stop" if kept and kept[-1] in end_ids else "length"
                 generations.append(Generation(text, input_tokens, len(kept), finish_reason=finish))
-            results.append(ModelResult.of(generations).to_generate_output())
+            results.append(ModelResult.of(generations))
         return results

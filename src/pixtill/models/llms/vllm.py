@@ -19,6 +19,7 @@ Not yet run on a GPU: tested against a stand-in module implementing the API abov
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ from pydantic import Field, PrivateAttr
 
 from pixtill.images import ImageRef, ResizePolicy
 from pixtill.models.llms._wire import _image_of
-from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput, failed_generate_output
-from pixtill.models.llms.transformers import import_module
+from pixtill.models.llms.base import LLM, FormattedInput, GenerateOutput
+from pixtill.models.request import ModelRequest, canonical_edge
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.structured import StructuredOutputSpec, json_schema_of
+from pixtill.models.torch_support import import_module
 
 __all__ = ["vLLM"]
 
@@ -160,21 +162,39 @@ class vLLM(LLM):  # the class name users know from distilabel
         super().unload()
 
     # -- generation ------------------------------------------------------------------------
+    @canonical_edge
     def generate(
         self, inputs: list[FormattedInput], num_generations: int = 1, **kwargs: Any
     ) -> list[GenerateOutput]:
-        """One `GenerateOutput` per input. Inputs that cannot be prepared (unreadable image,
-        too many images) fail alone; the others go to vLLM in one ``LLM.chat`` call. When that
-        call fails as a whole, each input is retried alone, so a bad one fails only its row."""
+        """One `GenerateOutput` per input (see `_generate_results`)."""
         if num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {num_generations}")
+        requests = [
+            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
+            for item in inputs
+        ]
+        return [result.to_generate_output() for result in self._generate_results(requests)]
+
+    def _generate_results(
+        self, requests: Sequence[ModelRequest[FormattedInput]]
+    ) -> list[ModelResult]:
+        """One `ModelResult` per request (they share ``n`` and settings). Inputs that cannot
+        be prepared (unreadable image, too many images) fail alone; the others go to vLLM in
+        one ``LLM.chat`` call. When that call fails as a whole, each input is retried alone,
+        so a bad one fails only its row."""
+        if not requests:
+            return []
         runtime = self._runtime
         if runtime.engine is None:
             self.load()
-        spec: StructuredOutputSpec | None = kwargs.pop("structured_output", None)
-        params = self.sampling_params(num_generations, spec, {**self.generation_kwargs, **kwargs})
+        first = requests[0]
+        num_generations = first.n
+        params = self.sampling_params(
+            num_generations, first.structured_output, dict(first.settings)
+        )
+        inputs = [r.input for r in requests]
         limit = self.limit_mm_per_prompt.get("image", 1)
-        outputs: list[GenerateOutput | None] = [None] * len(inputs)
+        outputs: list[ModelResult | None] = [None] * len(inputs)
         chats: dict[int, list[dict[str, Any]]] = {}
         for index, messages in enumerate(inputs):
             try:
@@ -185,7 +205,7 @@ class vLLM(LLM):  # the class name users know from distilabel
                     )
                 chats[index] = chat
             except Exception as exc:
-                outputs[index] = failed_generate_output(exc, num_generations)
+                outputs[index] = ModelResult.failed(exc, num_generations)
         with runtime.lock:
             engine = runtime.engine
             if engine is None:
@@ -197,15 +217,15 @@ class vLLM(LLM):  # the class name users know from distilabel
                 results = None
             for position, index in enumerate(order):
                 if results is not None:
-                    outputs[index] = _generate_output(results[position], num_generations)
+                    outputs[index] = _model_result(results[position], num_generations)
                     continue
                 try:  # isolate the input that broke the batch
                     (alone,) = self._chat(engine, [chats[index]], params)
-                    outputs[index] = _generate_output(alone, num_generations)
+                    outputs[index] = _model_result(alone, num_generations)
                 except Exception as exc:
-                    outputs[index] = failed_generate_output(exc, num_generations)
+                    outputs[index] = ModelResult.failed(exc, num_generations)
         return [
-            o if o is not None else failed_generate_output("no output", num_generations)
+            o if o is not None else ModelResult.failed("no output", num_generations)
             for o in outputs
         ]
 
@@ -261,11 +281,6 @@ def _read_template(template: str | None) -> str | None:
     return template
 
 
-def _generate_output(result: Any, n: int) -> GenerateOutput:
-    """distilabel's dict of one ``RequestOutput`` (via the canonical `ModelResult`)."""
-    return _model_result(result, n).to_generate_output()
-
-
 def _model_result(result: Any, n: int) -> ModelResult:
     """The canonical result of one ``RequestOutput``: its completions' texts, token counts
     (the prompt's for each) and finish reasons; missing completions fail."""
@@ -283,5 +298,5 @@ def _model_result(result: Any, n: int) -> ModelResult:
     ]
     if len(completions) < n:
         why = f"vLLM returned {len(completions)} generations, not {n}"
-        generations += [Generation(None, error=why)] * (n - len(completions))
+        generations += [Generation.failed(why)] * (n - len(completions))
     return ModelResult.of(generations)

@@ -235,6 +235,7 @@ class _Run:
         queue = self._queues[name]
         open_inputs = len(predecessors)
         joining: dict[tuple[int, ...], dict[str, Any]] = {}
+        owned = self.graph.branch_columns(name) if len(predecessors) > 1 else []
         while open_inputs:
             source, batch = await queue.get()
             if batch is _END:
@@ -249,7 +250,9 @@ class _Run:
                 parts[source] = item.row
                 if len(parts) == len(predecessors):
                     del joining[item.key]
-                    joined.append(Item(item.key, merge_rows([parts[p] for p in predecessors])))
+                    joined.append(
+                        Item(item.key, merge_rows([parts[p] for p in predecessors], owned))
+                    )
             if joined:
                 yield joined
         if joining:

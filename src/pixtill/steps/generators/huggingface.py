@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from pixtill.errors import StepConfigError
 from pixtill.steps.generators.datasets_loader import DatasetsLoader
 from pixtill.steps.generators.file_shards import parquet_row_groups, resolve_files
+from pixtill.steps.generators.read_errors import read_failure
 
 FileType = Literal["json", "jsonl", "parquet", "csv"]
 
@@ -160,14 +161,21 @@ class LoadDataFromFileSystem(DatasetsLoader):
         files: list[str] = self._file_list()
         if self._shard[1] > 1:  # the files, resolved once, in `datasets`' order
             files = self._resolved = resolve_files(files, self.storage_options)
-        return datasets.load_dataset(
-            builder,
-            data_files=files,
-            split="train",
-            streaming=self._iterable(),
-            storage_options=self.storage_options,
-            cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-        )
+        try:
+            return datasets.load_dataset(
+                builder,
+                data_files=files,
+                split="train",
+                streaming=self._iterable(),
+                storage_options=self.storage_options,
+                cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+            )
+        except (StopIteration, datasets.exceptions.DatasetGenerationError) as exc:
+            # `datasets` says "An error occurred while generating the dataset" (the parser's
+            # message is its cause) or raises a bare StopIteration for no data at all.
+            raise StepConfigError(
+                f"step {self.name!r}: {read_failure(exc, self.resolved_filetype(), files)}"
+            ) from exc
 
 
 def _infer_filetype(file: str, *, step: str) -> FileType:

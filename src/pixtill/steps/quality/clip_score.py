@@ -13,8 +13,10 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
+from pixtill.errors import RowError, locate
 from pixtill.images import ImageError, ImageRef
-from pixtill.models.llms.transformers import (
+from pixtill.models.torch_support import (
+    dtype_keyword,
     free_accelerator_memory,
     import_module,
     import_torch,
@@ -22,9 +24,9 @@ from pixtill.models.llms.transformers import (
     resolve_dtype,
 )
 from pixtill.steps.base import Step, StepInput
+from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.typing import StepColumns, StepOutput
 
-METADATA_COLUMN = "pixtill_metadata"
 SCORE_COLUMN = "clip_score"
 
 
@@ -91,7 +93,7 @@ class CLIPScore(Step):
                 options["revision"] = self.revision
             loaded.processor = transformers.AutoProcessor.from_pretrained(self.model, **options)
             model = transformers.AutoModel.from_pretrained(
-                self.model, **options, **{_dtype_keyword(transformers): dtype}
+                self.model, **options, **{dtype_keyword("transformers"): dtype}
             )
             loaded.model = model.to(device).eval()
             loaded.device = device
@@ -141,33 +143,32 @@ class CLIPScore(Step):
         images: list[Any] = []
         errors: dict[int, str] = {}
         for index, row in enumerate(inputs):
+            column = "text"
             try:
+                check_metadata(row, self.name, index)
                 text = row["text"]
                 if not isinstance(text, str):
-                    raise ValueError(f"column 'text': expected a string, got {type(text).__name__}")
+                    raise ValueError(f"expected a string, got {type(text).__name__}")
+                column = "image"
                 image = ImageRef.from_value(row["image"]).to_pil()
                 images.append(image if image.mode == "RGB" else image.convert("RGB"))
                 good.append(index)
+            except RowError as exc:
+                errors[index] = str(exc)
             except (ImageError, OSError, ValueError, TypeError) as exc:
-                errors[index] = f"step {self.name!r}: row {index}: {exc}"
+                errors[index] = locate(str(exc), step=self.name, row=index, column=column)
+            if index in errors:
                 self._logger.warning("%s", errors[index])
         scores = dict(zip(good, self.scores(images, [inputs[i]["text"] for i in good])))
         out = []
         for index, row in enumerate(inputs):
-            new = {**row, SCORE_COLUMN: scores.get(index)}
             if index in errors:
-                meta = dict(row.get(METADATA_COLUMN) or {})
-                meta[f"error_{self.name}"] = errors[index]
-                new[METADATA_COLUMN] = meta
-            out.append(new)
+                out.append(
+                    failed_row(row, step=self.name, error=errors[index], outputs=[SCORE_COLUMN])
+                )
+            else:
+                out.append({**row, SCORE_COLUMN: scores.get(index)})
         yield out
-
-
-def _dtype_keyword(transformers: Any) -> str:
-    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns on the old name)."""
-    from packaging.version import Version
-
-    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def _features(output: Any) -> Any:

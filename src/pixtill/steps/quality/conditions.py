@@ -15,10 +15,10 @@ The grammar is small and closed::
     literal    := number | 'text' | "text" | true | false | null | "[" literal, ... "]"
 
 A bare operand is true when it is truthy. ``failed`` is a built-in: true when the row's
-``pixtill_metadata`` holds an error from any step (``error_<step>``), unless the row has its own
-``failed`` column. A comparison with a missing value (``None``) is false rather than an error,
-so a row whose judge failed does not pass ``judge_score >= 4``; `Condition.explain` says why a
-row failed. Parsing errors name the position (`ConditionError`).
+``pixtill_metadata`` holds an error from any step (``error_<step>``) or is not a dict at all,
+unless the row has its own ``failed`` column. A comparison with a missing value (``None``) is
+false rather than an error, so a row whose judge failed does not pass ``judge_score >= 4``;
+`Condition.explain` says why a row failed. Parsing errors name the position (`ConditionError`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from pixtill.errors import PixtillError
-
-METADATA_COLUMN = "pixtill_metadata"
+from pixtill.steps.metadata import METADATA_COLUMN, decode_metadata
 
 
 class ConditionError(PixtillError, ValueError):
@@ -106,7 +105,9 @@ class _Path:
     def value_of(self, row: dict[str, Any]) -> Any:
         head = self.parts[0]
         if head == "failed" and "failed" not in row:
-            meta = row.get(METADATA_COLUMN) or {}
+            meta = decode_metadata(row.get(METADATA_COLUMN))
+            if meta is None:  # not a dict: the row is broken, so it counts as failed
+                return True
             return any(k.startswith("error_") and v is not None for k, v in meta.items())
         value: Any = row.get(head)
         for key in self.parts[1:]:
@@ -350,6 +351,11 @@ class Condition:
             if root != "failed" and root not in roots:
                 roots.append(root)
         return roots
+
+    def reads_metadata(self) -> bool:
+        """True when the condition reads ``pixtill_metadata`` (``failed`` or a path into it)."""
+        roots = {path.split("(")[-1].rstrip(")").split(".")[0] for path in self._tree.paths()}
+        return "failed" in roots or METADATA_COLUMN in roots
 
     def explain(self, row: dict[str, Any]) -> str:
         """``"<condition> (judge_score=2.5)"``: the condition and the values it read."""

@@ -18,7 +18,9 @@ from typing import Any, Union
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from pixtill.errors import RowError
 from pixtill.steps.base import Step, StepInput
+from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.quality.conditions import Condition
 from pixtill.steps.typing import StepColumns, StepOutput
 
@@ -38,8 +40,10 @@ class FilterRows(Step):
 
     Output columns: ``kept`` (bool) and ``drop_reason`` (``None`` for a kept row, else e.g.
     ``"gate: judge_score >= 4 (judge_score=2.5)"``). Gates chain: a row that an earlier gate
-    already marked not kept stays so, with the earlier reason. Raises `ConditionError` when the
-    step is built if a condition is outside the grammar.
+    already marked not kept stays so, with the earlier reason. A row whose ``pixtill_metadata``
+    is not a dict, met by a condition that reads it (``failed``), is not kept: its reason and
+    ``pixtill_metadata["error_<step name>"]`` name the step, row and column. Raises
+    `ConditionError` when the step is built if a condition is outside the grammar.
     """
 
     conditions: list[str] = Field(min_length=1, description="Conditions that must all hold.")
@@ -73,11 +77,20 @@ class FilterRows(Step):
         return None
 
     def process(self, inputs: StepInput) -> StepOutput:
+        reads_metadata = any(condition.reads_metadata() for condition in self._parsed)
         out = []
-        for row in inputs:
+        for index, row in enumerate(inputs):
             if row.get(KEPT_COLUMN) is False:
                 out.append(row)  # an earlier gate's verdict and reason stand
                 continue
+            if reads_metadata:
+                try:
+                    check_metadata(row, self.name, index)
+                except RowError as exc:  # a metadata value that is not a dict: say so
+                    self._logger.warning("%s", exc)
+                    failed = failed_row(row, step=self.name, error=str(exc))
+                    out.append({**failed, KEPT_COLUMN: False, REASON_COLUMN: str(exc)})
+                    continue
             reason = self.reason(row)
             out.append({**row, KEPT_COLUMN: reason is None, REASON_COLUMN: reason})
         yield out

@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from pixtill.images import DEFAULT_MAX_PIXELS, ImageType
 from pixtill.models.llms.base import ChatType
-from pixtill.models.structured import StructuredOutputSpec, parse_structured
+from pixtill.models.structured import StructuredOutputSpec
 from pixtill.prompts import PromptTemplate
 from pixtill.steps.quality.rubrics import RATIONALE, Rubric, resolve_rubric, verdict_schema
 from pixtill.steps.tasks.base import Task
@@ -111,7 +111,7 @@ class VisionJudge(Task):
     def format_output(
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        verdict = parse_structured(output, self.get_structured_output())
+        verdict = self.structured_reply(output)  # validated once, when the reply came in
         scores = {c.name: int(verdict[c.name]) for c in self.rubric.criteria}
         return {
             SCORES_COLUMN: scores,

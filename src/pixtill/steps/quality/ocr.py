@@ -17,11 +17,12 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
+from pixtill.errors import RowError, locate
 from pixtill.images import ImageError, ImageRef
 from pixtill.steps.base import Step, StepInput
+from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.typing import StepColumns, StepOutput
 
-METADATA_COLUMN = "pixtill_metadata"
 TEXT_COLUMN = "ocr_text"
 CONFIDENCE_COLUMN = "ocr_confidence"
 FIDELITY_COLUMN = "text_fidelity"
@@ -95,8 +96,8 @@ class OCR(Step):
     ``max_side`` caps the longer side the detector works at (RapidOCR's own default scales the
     *shorter* side up to 736 px, which makes a wide sign several times slower to read);
     ``threads`` is onnxruntime's thread count per model (None: its default, all cores). A row
-    whose image cannot be read gets ``None`` columns and its reason in
-    ``pixtill_metadata["error_<step name>"]``.
+    whose image cannot be read, or whose ``pixtill_metadata`` is not a dict, gets ``None``
+    columns and its reason (step, row, column) in ``pixtill_metadata["error_<step name>"]``.
     """
 
     score_prompt_text: bool = Field(default=False, description="Also score quoted prompt text.")
@@ -165,16 +166,17 @@ class OCR(Step):
         out = []
         for index, row in enumerate(inputs):
             new = dict(row)
+            error: str | None = None
             try:
+                check_metadata(row, self.name, index)
                 text, confidence = self.read(row["image"])
+            except RowError as exc:
+                error = str(exc)
             except (ImageError, OSError, ValueError) as exc:
-                error = f"step {self.name!r}: row {index}, column 'image': {exc}"
+                error = locate(str(exc), step=self.name, row=index, column="image")
+            if error is not None:
                 self._logger.warning("%s", error)
-                meta = dict(row.get(METADATA_COLUMN) or {})
-                meta[f"error_{self.name}"] = error
-                new[METADATA_COLUMN] = meta
-                new.update(dict.fromkeys(self.get_outputs()))
-                out.append(new)
+                out.append(failed_row(row, step=self.name, error=error, outputs=self.get_outputs()))
                 continue
             new[TEXT_COLUMN], new[CONFIDENCE_COLUMN] = text, confidence
             if self.score_prompt_text:

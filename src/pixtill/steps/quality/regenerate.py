@@ -10,18 +10,15 @@ caches its finished rows: a re-run sends nothing for the rows that already went 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from pixtill.models.image_generation.base import failed_image_outputs
+from pixtill.models.request import ModelRequest
 from pixtill.steps.base import Step
-from pixtill.steps.tasks.base import (
-    METADATA_COLUMN,
-    GenerationResult,
-    _Task,
-    results_from_image_outputs,
-)
+from pixtill.steps.metadata import metadata_of
+from pixtill.steps.tasks.base import METADATA_COLUMN, _Task
 from pixtill.steps.tasks.image_editing import ImageEditing
 from pixtill.steps.tasks.image_generation import ImageGeneration
 from pixtill.steps.typing import Row, StepColumns
@@ -91,31 +88,15 @@ class _JudgedImages(_Task):
         super().unload()
 
     # -- one attempt ---------------------------------------------------------------------
-    def _attempt_kwargs(self) -> dict[str, Any]:
-        kwargs = self.model.get_generation_kwargs()
-        seed = kwargs.get("seed")
-        if isinstance(seed, int) and self._attempt:
-            kwargs = {**kwargs, "seed": seed + self._attempt}
-        return kwargs
-
-    async def agenerate_results(self, formatted: Any) -> list[GenerationResult]:
-        model: Any = self.model
-        if not self.supports_async_model:
-            return await super().agenerate_results(formatted)
-        try:
-            outputs = await model.agenerate(
-                formatted, num_generations=self.num_generations, **self._attempt_kwargs()
-            )
-        except Exception as exc:
-            outputs = failed_image_outputs(model.describe_error(exc), self.num_generations)
-        return results_from_image_outputs(outputs)
-
-    def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        model: Any = self.model
-        outputs = model.generate_outputs(
-            inputs=formatted, num_generations=self.num_generations, **self._attempt_kwargs()
-        )
-        return [results_from_image_outputs(o) for o in outputs]
+    def model_request(self, formatted: Any) -> ModelRequest[Any]:
+        """The image task's request, with ``seed + k`` on attempt ``k`` when the model's
+        settings hold a seed. The image task sends it: a failed request fails its row, a dead
+        server (`ModelUnavailableError`) stops the run as for any task."""
+        request = super().model_request(formatted)
+        seed = request.settings.get("seed")
+        if self._attempt and isinstance(seed, int) and not isinstance(seed, bool):
+            return replace(request, settings={**request.settings, "seed": seed + self._attempt})
+        return request
 
     def _judged(self, rows: list[Row]) -> list[Row]:
         """The judge's rows for ``rows`` (a row without an image is not sent to it)."""
@@ -135,10 +116,7 @@ class _JudgedImages(_Task):
             for i, scored in zip(todo, out):
                 # Only the judge's own columns: the image model's ``model_name`` stays.
                 merged = {**rows[i], **{c: scored.get(c) for c in columns}}
-                merged[METADATA_COLUMN] = {
-                    **(rows[i].get(METADATA_COLUMN) or {}),
-                    **(scored.get(METADATA_COLUMN) or {}),
-                }
+                merged[METADATA_COLUMN] = {**metadata_of(rows[i]), **metadata_of(scored)}
                 judged[i] = merged
         return [judged.get(i, row) for i, row in enumerate(rows)]
 
@@ -154,10 +132,10 @@ class _JudgedImages(_Task):
         record: dict[str, Any] = {"attempt": attempt + 1, "score": self._score_of(after)}
         if isinstance(seed, int):
             record["seed"] = seed + attempt
-        old = before.get(METADATA_COLUMN) or {}
+        old = metadata_of(before)
         errors = [
             str(value)
-            for key, value in (after.get(METADATA_COLUMN) or {}).items()
+            for key, value in metadata_of(after).items()
             if key.startswith("error_") and value and key not in old
         ]
         if errors:
@@ -201,7 +179,7 @@ class _JudgedImages(_Task):
             chosen = best[i]
             kept = dict(chosen[1] if chosen is not None else last[i])
             kept[ATTEMPTS_COLUMN] = len(history[i])
-            meta = dict(kept.get(METADATA_COLUMN) or {})
+            meta = dict(metadata_of(kept))
             meta[f"attempts_{self.name}"] = history[i]
             kept[METADATA_COLUMN] = meta
             for column in self._judge_columns():

@@ -8,6 +8,7 @@ import asyncio
 import threading
 from abc import abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import PrivateAttr
@@ -17,18 +18,48 @@ from pixtill.images import ImageError
 from pixtill.models.base import AsyncBridge
 from pixtill.models.image_generation.base import AsyncImageGenerationModel
 from pixtill.models.llms.base import AsyncLLM
+from pixtill.models.request import ModelRequest
 from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
+from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
 from pixtill.steps.tasks.failures import failure_column, upstream_failure
 from pixtill.steps.tasks.results import GenerationResult
-from pixtill.steps.tasks.task_outputs import METADATA_COLUMN, _TaskOutputs, check_metadata
+from pixtill.steps.tasks.task_outputs import _TaskOutputs
 from pixtill.steps.typing import Row, StepOutput
 
 _WARNINGS_LOCK = threading.Lock()
 
 
+class _PrepareThread:
+    """One worker thread per step for `prepare_row` off the event loop: calls run one at a
+    time, in order (user code written for distilabel's `format_input` never expects two at
+    once), and never wait in the loop's default pool, where the models encode images to send.
+    A copy of the step (a replica, a pickled step) gets its own, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="pixtill-prepare")
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def __reduce__(self) -> tuple[type[_PrepareThread], tuple[()]]:
+        return (_PrepareThread, ())
+
+
 class _Task(_TaskOutputs):
     _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
+    _prepare_thread: _PrepareThread = PrivateAttr(default_factory=_PrepareThread)
+    _prepares_images: bool | None = PrivateAttr(default=None)
     # distilabel's switch, set to True by the tasks that work on all rows at once
     # (``_can_be_used_with_offline_batch_generation = True`` in a subclass).
     _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=False)
@@ -70,6 +101,7 @@ class _Task(_TaskOutputs):
         self.model.load()
 
     def unload(self) -> None:
+        self._prepare_thread.close()
         self.model.unload()
         super().unload()
 
@@ -96,6 +128,14 @@ class _Task(_TaskOutputs):
         """Send one formatted row to an async model; a failure becomes failed results."""
         raise NotImplementedError(f"{type(self).__name__} has no async model")
 
+    def model_request(self, formatted: Any) -> ModelRequest[Any]:
+        """The canonical request of one formatted row: ``num_generations`` generations with
+        the model's generation settings (``generation_kwargs``). A task that asks for more
+        (a structured output, a seed per attempt) overrides it."""
+        return ModelRequest.of_call(
+            formatted, self.num_generations, self.model.get_generation_kwargs()
+        )
+
     # -- row-level pieces ------------------------------------------------------------------
     def prepare_row(self, row: Row, index: int) -> Any:
         """Check and format one row; any problem becomes a `RowError` naming step/row/column."""
@@ -105,9 +145,30 @@ class _Task(_TaskOutputs):
             return self.format_input(row)
         except (RowError, ImageError) as exc:
             message = exc.message + upstream_failure(row, exc.column, self.name)
-            raise RowError(message, step=self.name, row=index, column=exc.column) from exc
+            # the dataset's name of the column (the row here has the step's names)
+            column = self.input_mappings.get(exc.column, exc.column) if exc.column else None
+            raise RowError(message, step=self.name, row=index, column=column) from exc
         except Exception as exc:
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
+
+    async def aprepare_row(self, row: Row, index: int) -> Any:
+        """`prepare_row` for the streaming path. A task that takes images runs it in a worker
+        thread, one call at a time: checking an image and building its data URL (a PIL image
+        is PNG-encoded there) take milliseconds that would otherwise stall the event loop and
+        every request in flight. A text-only task formats inline (no thread hop). The thread
+        ends at `unload`."""
+        if not self._takes_images():
+            return self.prepare_row(row, index)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prepare_thread.pool(), self.prepare_row, row, index)
+
+    def _takes_images(self) -> bool:
+        """Whether one of the task's input columns is an image column (asked once)."""
+        takes = self._prepares_images
+        if takes is None:
+            inputs = {self.input_mappings.get(c, c) for c in self.get_inputs()}
+            takes = self._prepares_images = bool(inputs & set(self.image_columns()))
+        return takes
 
     def warn_row_failure(self, message: str) -> None:
         """Log a failed row as a warning: the first few of this step one by one, then a count
@@ -157,6 +218,7 @@ class _Task(_TaskOutputs):
             errors=errors,
             formatted_input=formatted,
             row_number=row_number,
+            causes=[r.cause for r in results],
         )
         failure = next((e for e in errors if e is not None), None)
         if failure is None:
@@ -193,6 +255,9 @@ class _Task(_TaskOutputs):
                     shadowed = step_col != data_col and step_col in original
                     if shadowed and step_col not in written:
                         row[step_col] = original[step_col]
+                    if step_col in written and data_col in original and data_col not in written:
+                        # an output took the input's step-side name: the input keeps its own
+                        row[data_col] = original[data_col]
                 out.append(row)
         yield out
 
@@ -204,7 +269,21 @@ class _Task(_TaskOutputs):
         return [*self.get_outputs(), "model_name"]
 
     def process(self, inputs: StepInput) -> StepOutput:
+        """The rows' outputs, one batch. Called directly on a task that does not override it,
+        the input mappings apply as in a pipeline (which itself calls `process_rows` with the
+        rows renamed), so a mapped column is read and no dataset column is lost."""
+        if self.input_mappings and type(self).process is _Task.process:
+            yield from self.process_applying_mappings(inputs)
+            return
         yield self.process_batch(inputs)
+
+    def results_cached(self) -> None:
+        """The rows made so far are stored in a pipeline's cache: a batch model may now delete
+        what it kept to collect them again after a crash (the state files of its finished
+        provider batches)."""
+        forget = getattr(self.model, "forget_collected_batches", None)
+        if callable(forget):
+            forget()
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [out for produced in self.process_rows(rows) for out in produced]

@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from pixtill.images import ImageError, ImageRef, is_image_value
 from pixtill.run_report import METADATA_COLUMN
 from pixtill.steps.typing import Row
 
 # A request or response failure about these is blamed on the row's image column.
-_ABOUT_IMAGES = re.compile(r"image|download|fetch", re.IGNORECASE)
+# (Ollama: "illegal base64 data at input byte 0"; Anthropic: "... does not match the provided
+# media type"; vLLM: "Cannot connect to host <the image URL's host>", matched by host below.)
+_ABOUT_IMAGES = re.compile(r"image|download|fetch|base64|media.?type|mime", re.IGNORECASE)
 
 
 def holds_image(value: Any) -> bool:
@@ -57,11 +60,27 @@ def failure_column(message: str, row: Row, columns: Sequence[str]) -> str | None
             return column
         if isinstance(value, ImageRef) and value.url is not None and value.url in message:
             return column
-    if _ABOUT_IMAGES.search(message):
+        host = _url_host(value)
+        if host is not None and re.search(rf"host\W{{1,3}}{re.escape(host)}\b", message, re.I):
+            return column  # "Cannot connect to host images.example.com:443"
+    if _ABOUT_IMAGES.search(_REQUEST.sub("", message)):  # not the API's own URL
         holding = [c for c in columns if holds_image(row[c])]
         if len(holding) == 1:
             return holding[0]
     return None
+
+
+_REQUEST = re.compile(r"\((?:POST|GET|PUT) [^)\s]*\)")  # "(POST <url>)" of a RequestError
+
+
+def _url_host(value: Any) -> str | None:
+    """The host of an http(s) image URL in a row (a str or an `ImageRef`); None otherwise,
+    or for a host too short to find in a message without mistakes."""
+    url = value.url if isinstance(value, ImageRef) else value
+    if not isinstance(url, str) or not url[:8].lower().startswith(("http://", "https://")):
+        return None
+    host = urlsplit(url).hostname
+    return host if host is not None and len(host) >= 6 and "." in host else None
 
 
 def image_output_error(output: Any) -> str | None:

@@ -130,10 +130,11 @@ class ImageEditing(_Task):
         model = self.image_editing_model
         if not isinstance(model, AsyncImageEditingModel):
             return await super().agenerate_results(formatted)
-        return await agenerate_image_results(model, formatted, self.num_generations, self.name)
+        return await agenerate_image_results(model, self.model_request(formatted), self.name)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        return generate_image_results(self.image_editing_model, formatted, self.num_generations)
+        requests = [self.model_request(item) for item in formatted]
+        return generate_image_results(self.image_editing_model, requests)
 
     def _raw_output_reference(self, output: Any) -> Any:
         return replace_images(output)

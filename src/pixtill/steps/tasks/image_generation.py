@@ -44,9 +44,8 @@ class ImageGeneration(ImageTask):
     def format_input(self, input: dict[str, Any]) -> str:
         prompt = input["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():
-            raise RowError(
-                f"expected a non-empty string, got {type(prompt).__name__}", column="prompt"
-            )
+            got = "an empty string" if isinstance(prompt, str) else type(prompt).__name__
+            raise RowError(f"expected a non-empty string, got {got}", column="prompt")
         return prompt
 
     def format_output(

@@ -44,10 +44,11 @@ class ImageTask(_Task):
         model = self.image_generation_model
         if not isinstance(model, AsyncImageGenerationModel):
             return await super().agenerate_results(formatted)
-        return await agenerate_image_results(model, formatted, self.num_generations, self.name)
+        return await agenerate_image_results(model, self.model_request(formatted), self.name)
 
     def _generate(self, formatted: list[Any]) -> list[list[GenerationResult]]:
-        return generate_image_results(self.image_generation_model, formatted, self.num_generations)
+        requests = [self.model_request(item) for item in formatted]
+        return generate_image_results(self.image_generation_model, requests)
 
     def _raw_output_reference(self, output: Any) -> Any:
         return replace_images(output)

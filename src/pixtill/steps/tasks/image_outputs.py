@@ -1,5 +1,6 @@
 """What the image tasks (text-to-image `ImageGeneration`, `ImageEditing`) share: calling an
-image model for one row or a batch, the image column's value, and content-named artifacts."""
+image model with canonical requests for one row or a batch, the image column's value, and
+content-named artifacts."""
 
 from __future__ import annotations
 
@@ -11,46 +12,52 @@ from typing import Any
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ImageRef
 from pixtill.models.image_generation.utils import image_from_str, image_to_str
-from pixtill.models.image_model import AsyncImageModel, ImageModel, failed_image_outputs
+from pixtill.models.image_model import AsyncImageModel, ImageModel
+from pixtill.models.request import ModelRequest
+from pixtill.models.results import ModelResult
 from pixtill.paths import cache_dir, write_atomically
-from pixtill.steps.tasks.results import GenerationResult, results_from_image_outputs
+from pixtill.steps.tasks.results import GenerationResult, failure_of, results_of_images
 
 __all__ = [
     "agenerate_image_results",
     "first_image",
     "generate_image_results",
+    "image_request",
     "save_image_artifact",
 ]
 
 
+def image_request(
+    model: ImageModel[Any], formatted: Any, num_generations: int
+) -> ModelRequest[Any]:
+    """The canonical request of one formatted row (a prompt, or an edit) with the model's
+    generation settings."""
+    return ModelRequest.of_call(formatted, num_generations, model.get_generation_kwargs())
+
+
 async def agenerate_image_results(
-    model: AsyncImageModel[Any], formatted: Any, num_generations: int, step: str
+    model: AsyncImageModel[Any], request: ModelRequest[Any], step: str
 ) -> list[GenerationResult]:
-    """One row's ``num_generations`` results from an async image model. A failed request
-    becomes failed results (the row's problem); `ModelUnavailableError` (a dead server: the
-    run's problem) is raised, located at ``step`` and the model."""
+    """One row's ``request.n`` results from an async image model. A failed request becomes
+    failed results (the row's problem); `ModelUnavailableError` (a dead server: the run's
+    problem) is raised, located at ``step`` and the model."""
     try:
-        outputs = await model.agenerate(
-            formatted, num_generations=num_generations, **model.get_generation_kwargs()
-        )
+        result = await model.agenerate_result(request)
     except ModelUnavailableError as exc:
         raise exc.located(model=model.model_name, step=step) from None
     except Exception as exc:
-        return results_from_image_outputs(
-            failed_image_outputs(model.describe_error(exc), num_generations)
-        )
+        result = ModelResult.failed(failure_of(model, exc), request.n)
     # Decoding checks cost milliseconds per image: off the event loop.
-    return await asyncio.to_thread(results_from_image_outputs, outputs)
+    return await asyncio.to_thread(results_of_images, result, request.n)
 
 
 def generate_image_results(
-    model: ImageModel[Any], formatted: list[Any], num_generations: int
+    model: ImageModel[Any], requests: list[ModelRequest[Any]]
 ) -> list[list[GenerationResult]]:
-    """A batch's results (one list per input, in order) from an image model."""
-    outputs = model.generate_outputs(
-        inputs=formatted, num_generations=num_generations, **model.get_generation_kwargs()
-    )
-    return [results_from_image_outputs(o) for o in outputs]
+    """A batch's results (one list per request, in order) from an image model; a
+    `ModelUnavailableError` propagates (the task locates it)."""
+    results = model.generate_results(requests)
+    return [results_of_images(r, q.n) for r, q in zip(results, requests)]
 
 
 def first_image(output: dict[str, Any] | None, image_format: str | None) -> str | None:

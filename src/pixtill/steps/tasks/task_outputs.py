@@ -4,56 +4,24 @@ grouped row)."""
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from pixtill.errors import RowError, locate_once
+from pixtill.errors import locate_once
 from pixtill.models.base import BaseModel
+from pixtill.models.results import ResultError
+from pixtill.run_report import FAILURE_PREFIX, INPUT_KIND, OUTPUT_KIND, failure_record
 from pixtill.steps.base import Step
+
+# Re-exported (``as``): their home is `pixtill.steps.metadata`, shared with non-task steps.
+from pixtill.steps.metadata import METADATA_COLUMN as METADATA_COLUMN
+from pixtill.steps.metadata import check_metadata as check_metadata
+from pixtill.steps.metadata import metadata_of as metadata_of
 from pixtill.steps.tasks.references import stored_input
 from pixtill.steps.typing import Row
-
-METADATA_COLUMN = "pixtill_metadata"
-
-
-def _decoded_metadata(value: Any) -> dict[str, Any] | None:
-    """``value`` of a row's metadata column as a dict: a dict, a JSON string of one (as a CSV
-    or JSON Lines file stores it) or nothing; None when it is none of these."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, (str, bytes)):
-        try:
-            decoded = json.loads(value)
-        except ValueError:
-            return None
-        return decoded if isinstance(decoded, dict) else None
-    return None
-
-
-def metadata_of(row: Row) -> dict[str, Any]:
-    """The row's ``pixtill_metadata`` as a dict; ``{}`` when absent or unusable (a row with
-    an unusable value is failed by `check_metadata` before it gets here)."""
-    return _decoded_metadata(row.get(METADATA_COLUMN)) or {}
-
-
-def check_metadata(row: Row, step: str, index: int | None) -> None:
-    """Raise `RowError` naming step, row and column when the row's ``pixtill_metadata`` is
-    neither a dict nor a JSON string of one (a string such as ``"junk"``, a list)."""
-    value = row.get(METADATA_COLUMN)
-    if _decoded_metadata(value) is None:
-        raise RowError(
-            f"must be a dict (or a JSON string of one), got {type(value).__name__} "
-            f"{str(value)[:60]!r}",
-            step=step,
-            row=index,
-            column=METADATA_COLUMN,
-        )
 
 
 class _TaskOutputs(Step):
@@ -90,9 +58,13 @@ class _TaskOutputs(Step):
     def model(self) -> BaseModel:
         """The model this task drives (text or image)."""
 
-    def rows_from_error(self, row: Row, error: str) -> list[Row]:
+    def rows_from_error(self, row: Row, error: str, kind: str = INPUT_KIND) -> list[Row]:
+        """The rows of an input row that failed before reaching the model (by default because
+        its input could not be used: ``kind`` ``"input"``)."""
+        cause = ResultError(error, kind)
         failed = [
-            self._output_on_failure(None, row, error=error) for _ in range(self.num_generations)
+            self._output_on_failure(None, row, error=error, cause=cause)
+            for _ in range(self.num_generations)
         ]
         return self._shape(row, failed)
 
@@ -106,10 +78,13 @@ class _TaskOutputs(Step):
         errors: Sequence[str | None] | None = None,
         formatted_input: Any = None,
         row_number: int | None = None,
+        causes: Sequence[ResultError | None] | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per generation: output columns plus the metadata column.
 
-        Every generation is kept (the seeds' version silently kept only the first).
+        Every generation is kept (the seeds' version silently kept only the first). A failed
+        generation's ``errors[k]`` goes to ``error_<step>``, and its kind and HTTP status
+        (``causes[k]``, when known) to ``failure_<step>`` (see `failure_record`).
         """
         if formatted_input is None and input is not None and self.add_raw_input:
             try:
@@ -121,14 +96,16 @@ class _TaskOutputs(Step):
             error = errors[k] if errors else None
             stats = statistics[k] if statistics else None
             if error is not None:
-                formatted.append(self._output_on_failure(output, input, error=error))
+                cause = causes[k] if causes else None
+                formatted.append(self._output_on_failure(output, input, error=error, cause=cause))
                 continue
             try:
                 columns = self.format_output(output, input)
             except Exception as exc:
                 why = f"format_output failed: {type(exc).__name__}: {exc} (raw output kept)"
                 located = locate_once(why, step=self.name, row=row_number)
-                formatted.append(self._output_on_failure(output, input, error=located))
+                cause = ResultError(located, OUTPUT_KIND)
+                formatted.append(self._output_on_failure(output, input, error=located, cause=cause))
                 continue
             formatted.append(
                 self._create_metadata(columns, output, input, formatted_input, stats, None)
@@ -136,10 +113,15 @@ class _TaskOutputs(Step):
         return formatted
 
     def _output_on_failure(
-        self, output: Any, input: dict[str, Any] | None = None, *, error: str | None = None
+        self,
+        output: Any,
+        input: dict[str, Any] | None = None,
+        *,
+        error: str | None = None,
+        cause: ResultError | None = None,
     ) -> dict[str, Any]:
         columns: dict[str, Any] = {c: None for c in self.get_outputs() if c != "model_name"}
-        return self._create_metadata(columns, output, input, None, None, error)
+        return self._create_metadata(columns, output, input, None, None, error, cause)
 
     def _create_metadata(
         self,
@@ -149,6 +131,7 @@ class _TaskOutputs(Step):
         formatted_input: Any,
         statistics: dict[str, int] | None,
         error: str | None,
+        cause: ResultError | None = None,
     ) -> dict[str, Any]:
         if self.output_mappings:
             columns = {self.output_mappings.get(k, k): v for k, v in columns.items()}
@@ -163,6 +146,8 @@ class _TaskOutputs(Step):
             meta[f"statistics_{self.name}"] = statistics
         if error is not None:
             meta[f"error_{self.name}"] = error
+            kind, status = ("model", None) if cause is None else (cause.kind, cause.status)
+            meta[f"{FAILURE_PREFIX}{self.name}"] = failure_record(kind, status)
         return {**columns, METADATA_COLUMN: meta}
 
     def _raw_output_reference(self, output: Any) -> Any:

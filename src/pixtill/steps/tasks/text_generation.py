@@ -6,7 +6,7 @@ from pydantic import Field, PrivateAttr
 
 from pixtill.errors import RowError
 from pixtill.models.llms.base import ChatType
-from pixtill.prompts import PromptTemplate
+from pixtill.prompts import PromptTemplate, is_missing
 from pixtill.steps.tasks.base import Task
 from pixtill.steps.typing import StepColumns
 
@@ -57,7 +57,11 @@ class TextGeneration(Task):
         prompt = self._prompt
         if prompt is None:
             prompt = self._compile()
-        return prompt.render({column: input[column] for column in self.column_names})
+        values = {column: input[column] for column in self.column_names}
+        instruction = values.get("instruction")
+        if instruction is not None and not isinstance(instruction, str):
+            _refuse_instruction(instruction)  # as distilabel: the instruction is text
+        return prompt.render(values)
 
     def _messages(self, content: Any, row_system_prompt: Any = None) -> ChatType:
         """The chat: a system message (``row_system_prompt``, else the ``system_prompt``
@@ -80,3 +84,21 @@ class TextGeneration(Task):
         self, output: str | None, input: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         return {"generation": output}
+
+
+def _refuse_instruction(value: Any) -> None:
+    """A `RowError` for a non-text ``instruction`` (missing values are left to the template,
+    which may test them): a list of chat messages belongs in `ChatGeneration`'s ``messages``."""
+    if is_missing(value):
+        return
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(m, dict) and "role" in m for m in value)
+    ):
+        raise RowError(
+            "expected text, got a list of chat messages (use ChatGeneration with a "
+            "'messages' column for a conversation)",
+            column="instruction",
+        )
+    raise RowError(f"expected text, got {type(value).__name__}", column="instruction")

@@ -15,9 +15,11 @@ from pixtill.models.image_generation.base import (
     AsyncImageGenerationModel,
     ImageGenerationOutput,
 )
-from pixtill.models.image_generation.openai import gather_images, image_b64_from_bytes
+from pixtill.models.image_generation.openai import gather_generations, image_b64_from_bytes
 from pixtill.models.image_generation.params import check_hf_text_to_image_params
-from pixtill.models.remote import InvalidResponseError, excerpt, merged_params
+from pixtill.models.remote import InvalidResponseError, excerpt
+from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import RequestEngine
 
 __all__ = ["InferenceEndpointsImageGeneration", "image_b64_from_response"]
@@ -65,31 +67,37 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
     def _extra_headers(self) -> dict[str, str]:
         return {"Accept": "image/png, image/*;q=0.9, application/json;q=0.5"}
 
+    @canonical_edge
     async def agenerate(
         self, input: str, num_generations: int = 1, **kwargs: Any
     ) -> list[ImageGenerationOutput]:
-        if not isinstance(input, str):
-            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {input!r}")
-        parameters = merged_params(self.generation_kwargs, kwargs)
+        request = ModelRequest.of_call(input, num_generations, kwargs, self.generation_kwargs)
+        return (await self._agenerate_result(request)).to_image_outputs()
+
+    async def _agenerate_result(self, request: ModelRequest[str]) -> ModelResult:
+        prompt = request.input
+        if not isinstance(prompt, str):
+            raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {prompt!r}")
+        parameters = dict(request.settings)
         check_hf_text_to_image_params(type(self).__name__, parameters)
         engine = await self._aengine()
         seed = parameters.get("seed")
         url = self._task_url()
         headers = None
-        if num_generations > 1 and seed is None:
+        if request.n > 1 and seed is None:
             headers = {"x-use-cache": "false"}  # identical requests would get one cached image
 
-        async def one(k: int) -> list[str]:
+        async def one(k: int) -> list[Generation]:
             params = parameters
             if isinstance(seed, int) and k > 0:
                 params = {**parameters, "seed": seed + k}
-            payload: dict[str, Any] = {"inputs": input}
+            payload: dict[str, Any] = {"inputs": prompt}
             if params:
                 payload["parameters"] = params
             return [await self._request(engine, url, payload, headers)]
 
-        return await gather_images(
-            type(self).__name__, [(1, one(k)) for k in range(num_generations)]
+        return await gather_generations(
+            type(self).__name__, [(1, one(k)) for k in range(request.n)]
         )
 
     async def _request(
@@ -98,9 +106,9 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
         url: str,
         payload: dict[str, Any],
         headers: dict[str, str] | None,
-    ) -> str:
+    ) -> Generation:
         body, content_type = await self._post_bytes(engine, url, payload, headers=headers)
-        return image_b64_from_response(body, content_type, type(self).__name__)
+        return Generation.of_image(image_b64_from_response(body, content_type, type(self).__name__))
 
 
 def image_b64_from_response(body: bytes, content_type: str, backend: str) -> str:

@@ -1,12 +1,12 @@
 """torch for the local backends, imported only when a model loads: install hints, device and
-dtype choice, and giving accelerator memory back. Shared by `TransformersLLM`, the diffusers
-backends, vLLM and `CLIPScore`."""
+dtype choice, the dtype keyword each library release expects, and giving accelerator memory
+back. Shared by `TransformersLLM`, the diffusers backends, vLLM and `CLIPScore`."""
 
 from __future__ import annotations
 
 import gc
 import importlib
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "dtype_keyword",
@@ -94,9 +94,20 @@ def free_accelerator_memory(device: str | None) -> None:
             mps.empty_cache()
 
 
-def dtype_keyword() -> str:
-    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns on the old name)."""
-    from packaging.version import Version
+def dtype_keyword(library: Literal["transformers", "diffusers"]) -> str:
+    """The ``from_pretrained`` keyword that carries the dtype in the installed ``library``.
 
-    version = import_module("transformers").__version__
-    return "dtype" if Version(version) >= Version("4.56") else "torch_dtype"
+    Both libraries renamed ``torch_dtype`` to ``dtype`` and warn on the old name: transformers
+    in 4.56, diffusers when it added ``deprecation_utils._resolve_dtype``. Returns ``"dtype"``
+    or ``"torch_dtype"``; raises ImportError (with the install hint) when ``library`` is missing
+    and ValueError for any other library name.
+    """
+    if library == "transformers":
+        from packaging.version import Version
+
+        version = import_module("transformers").__version__
+        return "dtype" if Version(version) >= Version("4.56") else "torch_dtype"
+    if library == "diffusers":
+        deprecation_utils = import_module("diffusers.utils.deprecation_utils")
+        return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+    raise ValueError(f"dtype_keyword: unknown library {library!r} (transformers or diffusers)")

@@ -1,0 +1,99 @@
+"""``pixtill run`` stopped by Ctrl-C (SIGINT) or ``kill`` (SIGTERM): one line saying so, the
+conventional exit status, and a run that the same command resumes without asking again for
+what was answered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from http_servers import serve
+from pixtill.distiset import Distiset
+
+ROWS = 60
+CONFIG = """\
+pipeline:
+  name: stopped
+  cache_dir: {cache}
+  steps:
+    - name: load
+      type: pixtill.steps.LoadDataFromDicts
+      params:
+        data: [{rows}]
+    - name: ask
+      type: pixtill.steps.tasks.TextGeneration
+      params:
+        llm:
+          type: pixtill.models.llms.OpenAILLM
+          params: {{model: m, base_url: "{base}/v1", max_concurrent_requests: 4}}
+  connections:
+    - {{from: load, to: ask}}
+"""
+
+
+class SlowServer:
+    """Answers each chat after 0.2 s and counts what it answered."""
+
+    def __init__(self) -> None:
+        self.answered: list[str] = []
+        self.enough = threading.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        text = (await request.json())["messages"][-1]["content"]
+        await asyncio.sleep(0.2)
+        self.answered.append(text)
+        if len(self.answered) >= 12:
+            self.enough.set()
+        message = {"role": "assistant", "content": f"ok {text}"}
+        return web.json_response({"choices": [{"index": 0, "message": message}]})
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_run_says_so_and_resumes(tmp_path: Path, signum: int, code: int) -> None:
+    server = SlowServer()
+    with serve(server.app()) as base:
+        config = tmp_path / "run.yaml"
+        rows = ", ".join(f'{{instruction: "q{i}"}}' for i in range(ROWS))
+        config.write_text(CONFIG.format(cache=tmp_path / "cache", rows=rows, base=base))
+        pixtill = Path(sys.executable).with_name("pixtill")
+        command = [str(pixtill), "run", "-c", str(config), "-o", str(tmp_path / "out")]
+        command.append("--no-progress")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert server.enough.wait(60), "the run never got going"
+            process.send_signal(signum)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == code, err
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("pixtill: interrupted"), err
+        assert "the same command resumes" in lines[-1]
+        first = set(server.answered)
+        server.answered.clear()
+        start = time.monotonic()
+        again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0, again.stderr
+    assert time.monotonic() - start < 120
+    # what the first run got an answer for (and stored) is not asked again; at most the
+    # requests that were on the wire when it stopped are
+    assert len(set(server.answered) & first) <= 4
+    rows_out = list(Distiset.load_from_disk(tmp_path / "out")["ask"])
+    assert sorted(row["instruction"] for row in rows_out) == sorted(f"q{i}" for i in range(ROWS))
+    assert all(row["generation"] == f"ok {row['instruction']}" for row in rows_out)
