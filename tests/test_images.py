@@ -730,3 +730,46 @@ def test_fetch_with_a_caller_session(server: LocalServer, png: bytes) -> None:
             return data
 
     assert asyncio.run(main()) == png
+
+
+# -- base64 in data URLs: the URL-safe alphabet and missing padding ----------------------------
+
+
+def _png_whose_base64_has_plus_and_slash() -> bytes:
+    for seed in range(64):
+        data = encoded(make_image((16 + seed, 9)), "PNG")
+        text = base64.b64encode(data).decode()
+        if "+" in text and "/" in text and text.endswith("="):
+            return data
+    raise AssertionError("no test image with '+', '/' and padding")
+
+
+@pytest.mark.parametrize("padding", [True, False])
+def test_a_data_url_in_the_url_safe_alphabet_is_read(padding: bool) -> None:
+    data = _png_whose_base64_has_plus_and_slash()
+    text = base64.urlsafe_b64encode(data).decode()
+    assert "-" in text and "_" in text
+    ref = ImageRef.from_value("data:image/png;base64," + (text if padding else text.rstrip("=")))
+    assert ref.get_bytes() == data
+    # what is sent on is ordinary base64, whatever alphabet came in
+    assert ref.to_data_url() == "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_a_data_url_without_padding_is_read() -> None:
+    data = _png_whose_base64_has_plus_and_slash()
+    text = base64.b64encode(data).decode().rstrip("=")
+    assert ImageRef.from_value(f"data:image/png;base64,{text}").get_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "iVBORw0KGgo$$$",  # not base64 at all
+        "iVBORw0K-Ggo+AAAA",  # both alphabets in one text
+        "iVBORw0KGgoAA",  # 13 characters: no padding makes that whole
+        "iVBORw0K=Ggo",  # padding in the middle
+    ],
+)
+def test_garbage_in_a_data_url_is_still_refused(payload: str) -> None:
+    with pytest.raises(ImageDecodeError, match="data URL with invalid base64"):
+        ImageRef.from_value(f"data:image/png;base64,{payload}")

@@ -26,6 +26,7 @@ FAILURE_PREFIX = "failure_"
 UNKNOWN_KIND = "unknown"
 INPUT_KIND = "input"
 OUTPUT_KIND = "output"
+MODEL_KIND = "model"
 # The first failures of a step are logged one by one, then only a count.
 DEFAULT_LOGGED_FAILURES = 5
 

@@ -4,19 +4,24 @@ what was answered."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from http_servers import serve
+from pixtill.cli.entry_point import main
+from pixtill.cli.registry import COMMANDS, Command
 from pixtill.distiset import Distiset
 
 ROWS = 60
@@ -97,3 +102,75 @@ def test_a_stopped_run_says_so_and_resumes(tmp_path: Path, signum: int, code: in
     rows_out = list(Distiset.load_from_disk(tmp_path / "out")["ask"])
     assert sorted(row["instruction"] for row in rows_out) == sorted(f"q{i}" for i in range(ROWS))
     assert all(row["generation"] == f"ok {row['instruction']}" for row in rows_out)
+
+
+# -- the stop itself, without a subprocess or a timing: the signal is raised in-process at a
+# chosen point (`signal.raise_signal` runs the Python handler before it returns) ------------
+
+
+def _main_with(
+    handler: Callable[[argparse.Namespace], int], monkeypatch: pytest.MonkeyPatch
+) -> int:
+    monkeypatch.setitem(COMMANDS, "stopme", Command("test", lambda parser: None, handler))
+    return main(["stopme"])
+
+
+def test_a_sigterm_swallowed_where_exceptions_are_ignored_still_exits_143(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hunt's race: the stop lands in a weakref callback or ``__del__``, where Python
+    prints "Exception ignored" and goes on; the command must not then exit 0."""
+
+    def swallowing(args: argparse.Namespace) -> int:
+        with contextlib.suppress(KeyboardInterrupt):  # what a `__del__` does with it
+            signal.raise_signal(signal.SIGTERM)
+        return 0
+
+    assert _main_with(swallowing, monkeypatch) == 143
+    assert capsys.readouterr().err.strip() == "pixtill: interrupted (SIGTERM)"
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_a_sigterm_during_an_event_loop_cancels_the_run_without_raising_in_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[str] = []
+
+    async def run() -> None:
+        worker = asyncio.create_task(asyncio.sleep(3600))
+        signal.raise_signal(signal.SIGTERM)
+        seen.append("the handler raised nothing here")
+        try:
+            await worker
+        finally:
+            worker.cancel()
+            seen.append("cleaned up")
+
+    def handler(args: argparse.Namespace) -> int:
+        asyncio.run(run())
+        seen.append("ran to the end")
+        return 0
+
+    assert _main_with(handler, monkeypatch) == 143
+    assert seen == ["the handler raised nothing here", "cleaned up"]
+    assert capsys.readouterr().err.strip() == "pixtill: interrupted (SIGTERM)"
+
+
+def test_a_sigterm_stops_even_when_sigint_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shell's background job ignores SIGINT; ``kill`` must still stop it."""
+    seen: list[str] = []
+
+    def handler(args: argparse.Namespace) -> int:
+        signal.raise_signal(signal.SIGTERM)
+        seen.append("went on")
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert _main_with(handler, monkeypatch) == 143
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == []
+    assert capsys.readouterr().err.strip() == "pixtill: interrupted (SIGTERM)"

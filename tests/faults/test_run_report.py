@@ -142,3 +142,27 @@ def test_cli_exits_1_with_the_grouped_causes(
 def test_cli_max_failure_rate_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "-c", "x.yaml", "--max-failure-rate", "5"]) == 2
     assert "from 0 to 1" in capsys.readouterr().err
+
+
+def test_cli_prints_the_summary_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI prints the grouped causes itself; the pipeline's warning (which reaches stderr
+    too when logging is not configured) would say it a second time."""
+    config = failing_pipeline(tmp_path).dump(tmp_path / "p.yaml")
+    args = ["run", "-c", str(config), *ALLOW, "--no-progress", "-o", str(tmp_path / "out")]
+    with caplog.at_level(logging.WARNING, logger="pixtill"):
+        assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("3 of 10 rows failed (30.0%):") == 1
+    assert not [m for m in caplog.messages if "rows failed" in m]
+    assert [m for m in caplog.messages if m.startswith("step 't': row ")]  # per-row: still logged
+
+
+def test_pipeline_run_can_leave_the_summary_to_the_caller(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pixtill"):
+        distiset = failing_pipeline(tmp_path).run(use_cache=False, log_failures=False)
+    assert distiset.failures.failed == 3  # still there for the caller to show
+    assert not [m for m in caplog.messages if "rows failed" in m]

@@ -386,7 +386,7 @@ def test_pause_holds_back_new_starts() -> None:
 
 
 def test_once_builds_once_and_retries_a_failed_build() -> None:
-    from pixtill.models.remote import once
+    from pixtill.models.build_once import once
 
     calls: list[int] = []
 

@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     stopped_by: list[int] = []
     try:
         with _terminate_as_interrupt(stopped_by):
-            return command.handler(args)
+            code = command.handler(args)
+        if not stopped_by:
+            return code
+        # The stop request landed where an exception is swallowed (a weakref callback, a
+        # `__del__`, "Exception ignored"): the command ran on, but a stop was still asked for.
+        raise KeyboardInterrupt
     except KeyboardInterrupt:
         resumable = args.command == "run" and not getattr(args, "no_cache", True)
         hint = "; answered rows are cached: the same command resumes" if resumable else ""
@@ -64,11 +69,23 @@ def main(argv: list[str] | None = None) -> int:
 def _terminate_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
     """SIGTERM (``kill``, a scheduler's stop) stops a command as Ctrl-C does: workers are
     stopped, finished shards and cached answers stay, one line is printed. The previous
-    handler comes back afterwards; outside the main thread nothing changes."""
+    handler comes back afterwards; outside the main thread nothing changes.
+
+    The handler records the request and hands it to whatever handles SIGINT now rather than
+    raising itself: while a pipeline's event loop runs that is `asyncio.Runner`'s handler,
+    which cancels the run's main task (no exception is raised from the handler, so none can
+    be swallowed inside a weakref callback or a ``__del__``); the run stops its workers,
+    keeps what it wrote and ends in `KeyboardInterrupt`. Elsewhere it is Python's default
+    handler, which raises `KeyboardInterrupt`; should that one be swallowed, `main` still
+    sees the recorded request when the command returns, and exits 143."""
 
     def interrupt(signum: int, frame: object) -> None:
         stopped_by.append(signum)
-        raise KeyboardInterrupt
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):
+            on_sigint(signal.SIGINT, frame)  # type: ignore[arg-type]
+        else:  # SIGINT ignored (a background job of a shell) or default: stop here
+            raise KeyboardInterrupt
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)

@@ -87,6 +87,7 @@ def handle(args: argparse.Namespace) -> int:
             observer=progress,
             tune_process=True,  # the CLI owns its process (see pixtill.pipeline.runtime)
             executor=_executor(args),
+            log_failures=False,  # printed below, once, wherever logging goes
         )
     distiset.save_to_disk(output)  # the summary above already says how to load it
     print(f"Saved the dataset to {output}")

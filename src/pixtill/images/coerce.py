@@ -25,7 +25,7 @@ from pixtill.images.errors import (
     preview,
 )
 from pixtill.images.ref import ImageRef, ImageType
-from pixtill.utils.b64 import decode_b64
+from pixtill.utils.b64 import decode_b64, decode_b64_lenient
 
 _IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"}
@@ -60,7 +60,7 @@ def _decode_data_url(url: str) -> tuple[bytes | None, str | None]:
     if not comma:
         raise ImageDecodeError(f"malformed data URL (no comma): {preview(url)}")
     if header.lower().endswith(";base64"):
-        decoded = decode_b64(payload)
+        decoded = decode_b64_lenient(payload)  # URL-safe alphabet, padding left out: fine
         if decoded is None:
             raise ImageDecodeError(f"data URL with invalid base64: {preview(url)}")
         return decoded[1], decoded[0]

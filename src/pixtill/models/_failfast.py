@@ -33,12 +33,14 @@ class FailFast:
 
     __slots__ = (
         "_alive_at",
+        "_answered",
         "_attempts",
         "_clock",
         "_failed",
         "_failed_since",
         "_first",
         "_healthy",
+        "_invalid",
         "_seconds",
         "unavailable",
     )
@@ -53,6 +55,8 @@ class FailFast:
         self._first: float | None = None  # when the first model request started
         self._alive_at = 0.0  # the last success, or answer that shows the server alive
         self._failed_since = 0  # systemic-looking failures since then
+        self._answered = False  # a 2xx body was what the API promises (e.g. JSON)
+        self._invalid = 0  # 2xx answers that were not, before any that was
 
     @property
     def healthy(self) -> bool:
@@ -75,6 +79,7 @@ class FailFast:
         self.unavailable = None
         self._failed = 0
         self._first = None
+        self._invalid = 0
 
     def raise_if_unavailable(self) -> None:
         if self.unavailable is not None:
@@ -102,6 +107,31 @@ class FailFast:
         tail = failure.body or failure.detail
         if tail and failure.status is not None:  # servers echo a refused key back: hide it
             cause += f": {scrub_secrets(tail, secret_values(headers))[:200]}"
+        self._give_up(ModelUnavailableError(cause, url=safe_url(url), hint=hint))
+
+    def answered(self) -> None:
+        """A 2xx answer was what the API promises (it parsed): the server speaks the API. Its
+        content may still be unhelpful (an empty reply); that is the row's business."""
+        self._answered = True
+
+    def invalid_answer(self, what: str, body: bytes, url: str) -> None:
+        """A 2xx answer that is not what the API promises (``what``: e.g. "a body that is not
+        JSON"). Before any valid answer, ``attempts`` of them in a row mean the URL is not the
+        API (a web page, a proxy's login page, a base_url missing ``/v1``): raise
+        `ModelUnavailableError` then (and for every request after), else return."""
+        self.raise_if_unavailable()
+        if self._answered or not self._attempts:
+            return
+        self._invalid += 1
+        if self._invalid < self._attempts:
+            return
+        looks_html = body.lstrip().startswith(b"<")  # <!DOCTYPE html>, <html>
+        if looks_html:
+            cause = f"each of the first {self._invalid} answers was HTML, not JSON"
+            hint = "is base_url the API's root, e.g. http://host:8000/v1?"
+        else:
+            cause = f"each of the first {self._invalid} answers was {what}"
+            hint = "is base_url the API's root (e.g. .../v1), and does the server speak it?"
         self._give_up(ModelUnavailableError(cause, url=safe_url(url), hint=hint))
 
     def _check_mid_run(self, failure: Failure, url: str) -> None:

@@ -18,18 +18,18 @@ pickles of a model carry its configuration, never its engine or resolved credent
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from typing_extensions import Self
 
 from pixtill.errors import ModelUnavailableError
 from pixtill.images import ResizePolicy
 from pixtill.models._failures import scrub_secrets
 from pixtill.models.base import BaseModel
+from pixtill.models.credentials import SecretField, resolve_secret, secret_parts
 from pixtill.models.http import Clock, ErrorKind, Transport
 from pixtill.models.transport import EngineConfig, Payload, RequestEngine, RequestError
 from pixtill.utils.secrets import refuse_masked_credentials, secret_values_in
@@ -45,11 +45,6 @@ __all__ = [
 ]
 
 
-def SecretField(description: str) -> Any:
-    """A secret: never dumped, never shown in ``repr``."""
-    return Field(default=None, exclude=True, repr=False, description=description)
-
-
 class InvalidResponseError(RuntimeError):
     """A 2xx response whose body is not what the backend's API promises."""
 
@@ -58,34 +53,6 @@ class InvalidResponseError(RuntimeError):
     def __init__(self, backend: str, message: str) -> None:
         self.backend = backend
         super().__init__(f"{backend}: {message}")
-
-
-T = TypeVar("T")
-
-
-def once(build: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-    """A coroutine function that runs ``build`` on its first call and then returns that result
-    (concurrent callers wait for the running build): a payload built for a request's first
-    attempt serves its fan-out and retries too. A failed or cancelled build is not kept: the
-    next caller builds again (and sees its own error)."""
-    done: list[T] = []
-    running: list[asyncio.Future[None]] = []
-
-    async def get() -> T:
-        while not done:
-            if running:  # another caller is building: wait for it, then look again
-                await asyncio.wait(running)
-                continue
-            signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            running.append(signal)
-            try:
-                done.append(await build())
-            finally:
-                running.clear()
-                signal.set_result(None)
-        return done[0]
-
-    return get
 
 
 @dataclass(slots=True)
@@ -260,7 +227,7 @@ class RemoteModel(BaseModel):
         )
         # Besides the API key: credential headers, a password in base_url, a ?key= query
         # value, credentials in generation_kwargs (e.g. extra_headers={"Authorization": ...}).
-        secrets = _secret_parts(auth.values()) + secret_values_in(headers)
+        secrets = secret_parts(auth.values()) + secret_values_in(headers)
         secrets += secret_values_in(self.generation_kwargs) + secret_values_in(self.base_url or "")
         unique = sorted(set(secrets), key=len, reverse=True)  # the longest first: whole ones
         return RemoteRuntime(engine, tuple(unique), post_auth)
@@ -380,28 +347,6 @@ _RUNTIME_DEFAULTS: dict[str, Any] = {
 
 def _without_runtime(private: dict[str, Any]) -> dict[str, Any]:
     return {k: _RUNTIME_DEFAULTS.get(k, v) for k, v in private.items()}
-
-
-def _secret_parts(values: Any) -> list[str]:
-    """The secret strings inside header values (``Bearer <key>`` -> the key too)."""
-    parts: list[str] = []
-    for value in values:
-        parts.append(value)
-        _, _, token = value.partition(" ")
-        if len(token) >= 4:
-            parts.append(token)
-    return [p for p in parts if len(p) >= 4]
-
-
-def resolve_secret(value: SecretStr | None, *env_vars: str) -> str | None:
-    """The argument's value, else the first environment variable that is set and non-empty."""
-    if value is not None and value.get_secret_value():
-        return value.get_secret_value()
-    for name in env_vars:
-        found = os.environ.get(name)
-        if found:
-            return found
-    return None
 
 
 def merged_params(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -141,6 +141,8 @@ class RequestEngine:
             result = fast_json.loads(body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError,
             self.stats.failed += 1  # and nesting deeper than the parser's stack
+            # Many in a row, before any answer parsed: not the API at all (fail-fast).
+            self._fail_fast.invalid_answer("a body that is not JSON", body, url)
             raise RequestError(
                 "malformed JSON body",
                 status=status,
@@ -151,6 +153,7 @@ class RequestEngine:
                 detail=f"{exc}; body: {excerpt(body)}",
                 kind=ErrorKind.INVALID_RESPONSE,
             ) from None
+        self._fail_fast.answered()
         self.stats.done += 1
         return result
 

@@ -83,6 +83,7 @@ class Pipeline(Graph):
         executor: str | Executor = "local",
         show_progress: bool = True,
         tune_process: bool = False,
+        log_failures: bool = True,
     ) -> Distiset:
         """Run every step; return the leaves' datasets.
 
@@ -100,6 +101,10 @@ class Pipeline(Graph):
         an ``observer`` is given. ``tune_process=True`` lets the run tune the whole process
         (malloc arenas, GC freeze, thread priorities: see `pixtill.pipeline.runtime`); the
         CLI does, a library call by default changes nothing in the caller's process.
+
+        When rows failed, their summary (totals and causes, `Distiset.failures`) is logged as
+        one warning on the ``pixtill.pipeline`` logger; ``log_failures=False`` leaves that to
+        the caller (the CLI prints it itself, once).
         """
         runner = resolve_executor(executor)
         for step_name, values in (parameters or {}).items():
@@ -151,7 +156,8 @@ class Pipeline(Graph):
                 f"pipeline {self.name!r} produced no rows (did the loader yield any data?)"
             )
         distiset = Distiset.from_run_folder(out_dir, result.files)
-        warn_failures(distiset.failures, _log, pipeline=self.name)
+        if log_failures:
+            warn_failures(distiset.failures, _log, pipeline=self.name)
         self.last_summary = summary
         observer.run_finished(summary)
         return distiset

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pixtill.errors import RowError
+from pixtill.run_report import FAILURE_PREFIX, failure_record
 from pixtill.steps.typing import Row
 
 METADATA_COLUMN = "pixtill_metadata"
@@ -54,12 +55,24 @@ def check_metadata(row: Row, step: str, index: int | None) -> None:
         )
 
 
-def failed_row(row: Row, *, step: str, error: str, outputs: Iterable[str] = ()) -> Row:
-    """``row`` failed by ``step``: its ``outputs`` set to None and ``error`` kept under
-    ``pixtill_metadata["error_<step>"]`` (an unusable metadata value is replaced; the error
-    quotes it). Every other column is kept."""
+def failed_row(
+    row: Row,
+    *,
+    step: str,
+    error: str,
+    kind: str,
+    outputs: Iterable[str] = (),
+    status: int | None = None,
+) -> Row:
+    """``row`` failed by ``step``: its ``outputs`` set to None, ``error`` kept under
+    ``pixtill_metadata["error_<step>"]`` and the failure as data, ``{"kind": kind, "status":
+    status}``, under ``failure_<step>`` (see `pixtill.run_report.failure_record`: ``"input"``
+    when the row's own value could not be used, ``"model"`` when the step's local model
+    failed...), so that the run summary groups it under its kind. An unusable metadata value
+    is replaced (the error quotes it). Every other column is kept."""
     meta = dict(metadata_of(row))
     meta[f"error_{step}"] = error
+    meta[f"{FAILURE_PREFIX}{step}"] = failure_record(kind, status)
     return {**row, **dict.fromkeys(outputs), METADATA_COLUMN: meta}
 
 

@@ -9,11 +9,14 @@ that the next shard reuses, and Arrow wraps it without a copy.
 
 from __future__ import annotations
 
+import base64
+import os
 from array import array
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 
+METADATA_COLUMN = "pixtill_metadata"  # `pixtill.steps.metadata`'s (the store sits below steps)
 IMAGE_ARROW_TYPE = pa.struct({"bytes": pa.binary(), "path": pa.string()})
 _MAX_BINARY_BYTES = 2**31 - 1  # `binary` has 32-bit offsets
 
@@ -68,6 +71,39 @@ class ImageColumnBuffer:
         return buffer
 
 
+def keep_originals(rows: list[dict[str, Any]], lost: dict[int, dict[str, Any]]) -> None:
+    """Keep the values an image column could not store (``lost``: row index -> column ->
+    value, or list of values for a list column) in each row's metadata as
+    ``original_<column>``, so that nothing the user gave is lost with the null image.
+
+    An image column's ``{"bytes": None, "path": <original>}`` would keep a path too, but
+    `datasets.Image` opens that path when the row is read, and a failed row would then stop
+    every read of the dataset; metadata is plain data. Values are kept as strings: a path as
+    itself, bytes as a ``data:application/octet-stream;base64,`` URL, anything else as its
+    ``repr``. Rows are replaced (shallow copies), never changed in place."""
+    for index, columns in lost.items():
+        row = rows[index]
+        metadata = row.get(METADATA_COLUMN)
+        if metadata is not None and not isinstance(metadata, dict):
+            continue  # a user's own column of that name: leave it alone (the warning stays)
+        kept = dict(metadata or {})
+        for column, value in columns.items():
+            kept[f"original_{column}"] = (
+                [_as_text(v) for v in value] if isinstance(value, list) else _as_text(value)
+            )
+        rows[index] = {**row, METADATA_COLUMN: kept}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "data:application/octet-stream;base64," + base64.b64encode(value).decode()
+    return repr(value)
+
+
 def _validity(present: list[bool]) -> pa.Buffer | None:
     """An Arrow validity bitmap (1 = present), or None when nothing is missing."""
     if all(present):
@@ -81,4 +117,10 @@ def null_mask(missing: list[bool]) -> pa.BooleanArray | None:
     return pa.array(missing, type=pa.bool_()) if any(missing) else None
 
 
-__all__ = ["IMAGE_ARROW_TYPE", "ImageColumnBuffer", "null_mask"]
+__all__ = [
+    "IMAGE_ARROW_TYPE",
+    "METADATA_COLUMN",
+    "ImageColumnBuffer",
+    "keep_originals",
+    "null_mask",
+]

@@ -16,9 +16,10 @@ How columns are typed:
   an `ImageRef`, bytes, a Hugging Face image dict or a ``data:image/`` URL) are stored as
   ``datasets.Image()``: ``{"bytes": <encoded image>, "path": <original path or None>}``. A
   column whose first value is a list of images becomes ``datasets.List(datasets.Image())``.
-  A value that cannot be read as an image is stored as null, with a warning. An image column
-  whose first non-null value is an http(s) URL stays a string column (nothing is fetched);
-  images that arrive later in such a column are stored as data URLs.
+  A value that cannot be read as an image is stored as null, with a warning, and kept as
+  given in the row's ``pixtill_metadata["original_<column>"]`` (a path as its string). An
+  image column whose first non-null value is an http(s) URL stays a string column (nothing
+  is fetched); images that arrive later in such a column are stored as data URLs.
 - **Other columns** are typed by pyarrow. The schema of a shard is unified with the earlier
   ones (null -> any type, int -> float, struct fields added, ...): a column that is all None at
   first, or a metadata dict that gains an ``error_<step>`` key later, just widens the schema.
@@ -59,7 +60,13 @@ from pixtill.store.columns import (
     to_json,
     unify,
 )
-from pixtill.store.image_column import IMAGE_ARROW_TYPE, ImageColumnBuffer, null_mask
+from pixtill.store.image_column import (
+    IMAGE_ARROW_TYPE,
+    METADATA_COLUMN,
+    ImageColumnBuffer,
+    keep_originals,
+    null_mask,
+)
 from pixtill.store.parquet_options import parquet_options
 from pixtill.store.schema import Shard, reconcile, temporary
 
@@ -177,6 +184,7 @@ class ShardWriter:
         self._open: _OpenShard | None = None
         self._image_buffers: dict[str, ImageColumnBuffer] = {}
         self._schema_memo: tuple[tuple[Any, ...], pa.Schema] | None = None
+        self._lost: dict[int, dict[str, Any]] = {}  # this chunk's non-images, by row
         self._closed = False
 
     @property
@@ -233,7 +241,20 @@ class ShardWriter:
             return
         for row in rows:
             self._columns.update(dict.fromkeys(row))
-        arrays = [self._column_array(name, rows, self._rows_seen) for name in self._columns]
+        # Image columns first: a value that is no image is kept in the row's metadata, which
+        # is built after them (`keep_originals`).
+        self._lost = {}
+        built = {
+            name: self._column_array(name, rows, self._rows_seen)
+            for name in self._columns
+            if name != METADATA_COLUMN
+        }
+        if self._lost:
+            keep_originals(rows, self._lost)
+            self._columns.setdefault(METADATA_COLUMN)
+        if METADATA_COLUMN in self._columns:
+            built[METADATA_COLUMN] = self._column_array(METADATA_COLUMN, rows, self._rows_seen)
+        arrays = [built[name] for name in self._columns]
         self._rows_seen += len(rows)
         schema = self._schema()
         table = pa.Table.from_arrays(arrays, schema=schema)
@@ -319,7 +340,18 @@ class ShardWriter:
             try:
                 out.append(to_hf_image(value, column=name, row=row))
             except (ImageError, OSError) as exc:
-                logger.warning("%s: stored as null in %s", exc, self.directory)
+                logger.warning(
+                    "%s: stored as null in %s, the value in %s['original_%s']",
+                    exc,
+                    self.directory,
+                    METADATA_COLUMN,
+                    name,
+                )
+                lost = self._lost.setdefault(row - self._rows_seen, {})
+                if in_list:
+                    lost.setdefault(name, []).append(value)
+                else:
+                    lost[name] = value
                 out.append(None)
         return out
 

@@ -253,3 +253,38 @@ def test_an_image_url_is_fetched_through_the_engine_in_the_requests_own_slot(
     assert stats["done"] == 3  # ... and one fetch of the image, through the engine
     assert [image_from_str(r["edited_image"]).size for r in rows] == [(24, 20)] * 2
     assert all(e.image[1] == (24, 20) for e in fake.received)
+
+
+def _grey_mask(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size, 0).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_openai_edit_refuses_a_mask_that_does_not_fit_before_sending(
+    fake: FakeEdits, url: str
+) -> None:
+    """A mask of another size (or without alpha) fails its row naming the ``mask`` column
+    instead of the server's HTTP 400; the other rows go."""
+    task = ImageEditing(
+        name="edit",
+        image_editing_model=openai_editor(url),
+        use_mask=True,
+    )
+    rows_in = [
+        {"image": image_bytes(40, 30), "prompt": "p", "mask": mask_png((40, 30))},
+        {"image": image_bytes(40, 30), "prompt": "p", "mask": mask_png((20, 15))},
+        {"image": image_bytes(40, 30), "prompt": "p", "mask": _grey_mask((40, 30))},
+        {"image": image_bytes(40, 30), "prompt": "p", "mask": None},
+    ]
+    with loaded(task):
+        rows = task.process_batch(rows_in)
+    assert fake.rejected == []
+    assert len(fake.received) == 2  # rows 0 and 3: nothing was sent for the bad masks
+    assert rows[0]["edited_image"] is not None and rows[3]["edited_image"] is not None
+    size_error = rows[1][METADATA_COLUMN]["error_edit"]
+    assert size_error.startswith("step 'edit': row 1, column 'mask': ")
+    assert "the mask is 20x15 pixels but the image is 40x30" in size_error
+    alpha_error = rows[2][METADATA_COLUMN]["error_edit"]
+    assert alpha_error.startswith("step 'edit': row 2, column 'mask': ")
+    assert "no alpha channel (mode L)" in alpha_error

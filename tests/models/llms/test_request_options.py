@@ -4,6 +4,7 @@ headers, URL query parameters and body fields. A local server records what it go
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,11 +15,19 @@ from aiohttp import web
 
 from http_servers import serve
 from models.fake_providers import FAST, loaded
+from pixtill.models.image_editing import InferenceEndpointsImageEditing, OpenAIImageEditing
+from pixtill.models.image_generation import (
+    InferenceEndpointsImageGeneration,
+    OpenAIImageGeneration,
+)
 from pixtill.models.llms import AnthropicLLM, OpenAILLM
 from pixtill.models.request_options import split_request_options
-from pixtill.steps.tasks import METADATA_COLUMN, TextGeneration
+from pixtill.steps.tasks import METADATA_COLUMN, ImageEditing, ImageGeneration, TextGeneration
+from sample_images import image_bytes
 
 SECRET = "hdr-SECRET-value-0123456789"
+PNG = image_bytes(4, 4)
+PNG_B64 = base64.b64encode(PNG).decode()
 
 
 @dataclass
@@ -29,14 +38,31 @@ class Recorder:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/images/edits", self._edits)
+        app.router.add_post("/hf/{task}", self._hf_task)
         return app
 
-    async def _record(self, request: web.Request) -> dict[str, Any]:
-        body = await request.json()
+    async def _record(self, request: web.Request, body: Any = None) -> dict[str, Any]:
+        body = await request.json() if body is None else body
         self.requests.append(
             {"headers": dict(request.headers), "query": dict(request.query), "body": body}
         )
         return body  # type: ignore[no-any-return]
+
+    async def _images(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        return web.json_response({"data": [{"b64_json": PNG_B64}] * body.get("n", 1)})
+
+    async def _edits(self, request: web.Request) -> web.Response:
+        form = await request.post()  # multipart: the text fields are the body
+        body = {k: v for k, v in form.items() if isinstance(v, str)}
+        await self._record(request, body)
+        return web.json_response({"data": [{"b64_json": PNG_B64}] * int(body.get("n", 1))})
+
+    async def _hf_task(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.Response(body=PNG, content_type="image/png")
 
     async def _chat(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -156,3 +182,73 @@ def test_batch_requests_carry_extra_body_and_every_batch_call_the_extra_headers(
     body = batch.lines[0]["body"]
     assert body["top_k"] == 5 and "extra_headers" not in body and "extra_body" not in body
     assert seen and set(seen) == {"proj_1"}  # upload, create, polls, results
+
+
+IMAGE_OPTIONS = {
+    "extra_headers": {"OpenAI-Project": "proj_1", "X-Custom-Auth": SECRET},
+    "extra_query": {"api-version": "2024-10-21"},
+    "extra_body": {"moderation": "low"},
+}
+
+
+def _image_backends(base: str) -> list[tuple[Any, str]]:
+    kw: dict[str, Any] = {"generation_kwargs": IMAGE_OPTIONS, **FAST}
+    return [
+        (OpenAIImageGeneration(model="gpt-image-1", base_url=f"{base}/v1", api_key="k", **kw), "g"),
+        (OpenAIImageEditing(model="gpt-image-1", base_url=f"{base}/v1", api_key="k", **kw), "e"),
+        (InferenceEndpointsImageGeneration(base_url=f"{base}/hf/t2i", **kw), "g"),
+        (InferenceEndpointsImageEditing(base_url=f"{base}/hf/i2i", **kw), "e"),
+    ]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_image_backends_send_extra_headers_as_headers_and_query_as_query(
+    recorder: tuple[Recorder, str],
+    which: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    rec, base = recorder
+    model, kind = _image_backends(base)[which]
+    task: Any
+    if kind == "g":
+        task, row = ImageGeneration(name="draw", image_generation_model=model), {"prompt": "a cat"}
+    else:
+        task = ImageEditing(name="edit", image_editing_model=model)
+        row = {"image": PNG_B64, "prompt": "make it red"}
+    with caplog.at_level(logging.DEBUG), loaded(task):
+        (out,) = [r for batch in task.process([row]) for r in batch]
+    assert out["image"] is not None, out[METADATA_COLUMN]
+    (got,) = rec.requests
+    assert got["headers"]["OpenAI-Project"] == "proj_1"
+    assert got["headers"]["X-Custom-Auth"] == SECRET
+    assert got["query"] == {"api-version": "2024-10-21"}
+    body = got["body"]
+    fields = body["parameters"] if "/hf/" in str(model.base_url) else body  # HF: as huggingface_hub
+    assert fields["moderation"] == "low"
+    assert not {"extra_headers", "extra_query", "extra_body"} & (set(body) | set(fields))
+    assert SECRET not in caplog.text
+    assert SECRET not in str(out[METADATA_COLUMN])
+
+
+def test_an_sdk_client_gets_the_options_back_as_its_own_keywords() -> None:
+    seen: dict[str, Any] = {}
+
+    class Images:
+        async def generate(self, **kwargs: Any) -> Any:
+            seen.update(kwargs)
+            return type("Answer", (), {"data": [type("Item", (), {"b64_json": PNG_B64})()]})()
+
+    model = OpenAIImageGeneration(
+        model="gpt-image-1", api_key="k", generation_kwargs=IMAGE_OPTIONS, **FAST
+    )
+    model._aclient = type("Client", (), {"images": Images()})()
+    task = ImageGeneration(name="draw", image_generation_model=model)
+    with loaded(task):
+        (out,) = [r for batch in task.process([{"prompt": "a cat"}]) for r in batch]
+    assert out["image"] is not None
+    assert seen["extra_headers"] == IMAGE_OPTIONS["extra_headers"]
+    assert seen["extra_query"] == IMAGE_OPTIONS["extra_query"]
+    assert seen["extra_body"] == {"moderation": "low"} and "moderation" not in seen

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from local_models import offline
+from pixtill.run_report import summarize_failures
 from pixtill.steps.quality import CLIPScore
 from quality_doubles import png
 
@@ -87,6 +88,9 @@ def test_a_bad_row_fails_alone_and_mappings_apply(tiny_clip: Path) -> None:
     assert "column 'text': expected a string" in out[1]["pixtill_metadata"]["error_clip"]
     assert isinstance(out[2]["clip_score"], float)
     assert "prompt" in out[2] and "text" not in out[2]
+    # The row's own values could not be used: grouped as input failures, not "unknown".
+    assert out[0]["pixtill_metadata"]["failure_clip"] == {"kind": "input", "status": None}
+    assert summarize_failures(out).by_kind == {"input": 2}
 
 
 def test_a_row_whose_metadata_is_not_a_dict_fails_alone(tiny_clip: Path) -> None:

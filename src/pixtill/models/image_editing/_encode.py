@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 
+from PIL import Image
+
+from pixtill.errors import RowError
 from pixtill.images import ImageRef, ResizePolicy
 
-__all__ = ["upload_bytes"]
+__all__ = ["check_mask", "upload_bytes"]
+
+
+def check_mask(mask: ImageRef, image: ImageRef) -> None:
+    """Raise `RowError` (column ``mask``) unless ``mask`` has ``image``'s width and height and
+    an alpha channel (RGBA, LA, or a palette or grey image with a transparent colour), as
+    OpenAI's edits API requires; only the headers are read. Source: the API reference of
+    ``POST /images/edits`` ("a valid PNG file ... with the same dimensions as image", whose
+    "fully transparent areas ... indicate where image should be edited")."""
+    if mask.size != image.size:
+        (mw, mh), (iw, ih) = mask.size, image.size
+        raise RowError(
+            f"the mask is {mw}x{mh} pixels but the image is {iw}x{ih}: "
+            "the edits API needs a mask of the image's size",
+            column="mask",
+        )
+    with Image.open(io.BytesIO(mask.get_bytes())) as opened:  # lazy: the header only
+        alpha = opened.mode in ("RGBA", "LA", "PA", "RGBa", "La") or ("transparency" in opened.info)
+        mode = opened.mode
+    if not alpha:
+        raise RowError(
+            f"the mask has no alpha channel (mode {mode}): the edits API takes a PNG whose "
+            "transparent pixels mark the area to change",
+            column="mask",
+        )
 
 
 def _encode(ref: ImageRef, resize: ResizePolicy | None, formats: frozenset[str]) -> bytes:

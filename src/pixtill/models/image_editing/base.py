@@ -31,6 +31,11 @@ class ImageEditingModel(ImageModel[EditInput]):
     """An image-to-image model: ``generate(edits)`` gives, for each `EditInput`, one
     `ImageGenerationOutput` per generation, in input order."""
 
+    def check_edit(self, edit: EditInput) -> None:
+        """Refuse, before anything is sent, an edit this model's API would refuse: raise
+        `~pixtill.errors.RowError` naming the column (``"mask"``, ``"image"``); the task adds
+        the step and the row. The default accepts every edit."""
+
 
 class AsyncImageEditingModel(AsyncImageModel[EditInput], ImageEditingModel):
     """An editing model whose natural interface is one coroutine per edit (HTTP backends)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from pixtill.images.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES
+from pixtill.models.build_once import once
 from pixtill.models.huggingface_location import HF_ROUTER_URL, HuggingFaceLocation
 from pixtill.models.image_editing._encode import upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
@@ -15,8 +16,8 @@ from pixtill.models.image_generation.huggingface.inference_endpoints import (
     image_b64_from_response,
 )
 from pixtill.models.image_generation.openai import gather_generations
-from pixtill.models.remote import once
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import Payload, RequestEngine
 from pixtill.utils.b64 import encode_b64
@@ -34,9 +35,11 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
     (``model_id`` serverless, ``endpoint_name`` or ``base_url``). The image goes as base64 in
     ``inputs``, the prompt as ``parameters.prompt``; ``generation_kwargs`` (``negative_prompt``,
     ``guidance_scale``, ``num_inference_steps``, ``target_size``, ``seed``...) join it in
-    ``parameters``. The task API has no mask: an edit with a mask fails its row with a clear
-    error. ``num_generations`` are separate requests (``seed + k`` for generation ``k`` when a
-    seed is set, else the server's cache is bypassed so the images differ).
+    ``parameters``, as do ``extra_body``'s keys (as in huggingface_hub); ``extra_headers`` are
+    HTTP headers and ``extra_query`` URL query parameters. The task API has no mask: an edit
+    with a mask fails its row with a clear error. ``num_generations`` are separate requests
+    (``seed + k`` for generation ``k`` when a seed is set, else the server's cache is bypassed
+    so the images differ).
     """
 
     def _task_url(self) -> str:
@@ -72,12 +75,15 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
             )
         engine = await self._aengine()
         parameters = dict(request.settings)
+        options = split_request_options(parameters, type(self).__name__)
+        # As huggingface_hub's ``extra_body``: provider parameters, sent in ``parameters``.
+        parameters.update(options.body)
         parameters.pop("prompt", None)
         seed = parameters.get("seed")
-        url = self._task_url()
-        headers = None
+        url = options.url(self._task_url())
+        headers = dict(options.headers)
         if request.n > 1 and seed is None:
-            headers = {"x-use-cache": "false"}  # identical requests would get one cached image
+            headers["x-use-cache"] = "false"  # identical requests would get one cached image
 
         async def fetch(image_url: str) -> bytes:  # inside the request's slot
             return await self._get_bytes(
@@ -101,7 +107,7 @@ class InferenceEndpointsImageEditing(HuggingFaceLocation, AsyncImageEditingModel
             async def payload() -> dict[str, Any]:
                 return {"inputs": await image(), "parameters": params}
 
-            return [await self._request(engine, url, payload, headers)]
+            return [await self._request(engine, url, payload, headers or None)]
 
         return await gather_generations(
             type(self).__name__, [(1, one(k)) for k in range(request.n)]

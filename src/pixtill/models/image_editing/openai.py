@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from pixtill.errors import ModelUnavailableError
-from pixtill.models.image_editing._encode import upload_bytes
+from pixtill.models.build_once import once
+from pixtill.models.image_editing._encode import check_mask, upload_bytes
 from pixtill.models.image_editing.base import AsyncImageEditingModel, EditInput
 from pixtill.models.image_generation.base import ImageGenerationOutput
 from pixtill.models.image_generation.openai import (
@@ -24,9 +25,9 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    once,
 )
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import RequestOptions, split_request_options
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import RequestEngine, RequestError
 from pixtill.utils.fast_json import loads
@@ -48,7 +49,9 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
     must have the image's size), the ``prompt``, ``model`` and ``n``. Images are encoded at send
     time: PNG, JPEG and WEBP go as they are (dall-e-2 gets PNG), any other format as PNG, after
     ``image_resize`` if set. ``generation_kwargs`` (``size``, ``quality``, ``background``,
-    ``output_format``, ``response_format``...) become form fields. ``num_generations`` goes as
+    ``output_format``, ``response_format``...) become form fields; the SDK's ``extra_headers``
+    are HTTP headers, ``extra_query`` URL query parameters and ``extra_body``'s keys form fields
+    (`split_request_options`). ``num_generations`` goes as
     ``n``, split into requests of at most ``max_n_per_request`` images. Answers carry base64
     images (``b64_json``) or URLs, which are fetched without the API key.
     """
@@ -71,6 +74,16 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
     def _auth_headers(self) -> dict[str, str]:
         return openai_auth_headers(self.api_key, self.base_url, type(self).__name__)
 
+    def check_edit(self, edit: EditInput) -> None:
+        """The edits API's rules for a mask: the image's size, and an alpha channel (its
+        transparent pixels mark the area to change; it is sent as PNG). Checked here so the
+        row fails naming the ``mask`` column rather than with the server's bare HTTP 400. A
+        mask or image given as a URL is checked by the server (nothing is fetched here)."""
+        mask = edit.get("mask")
+        if mask is None or mask.kind == "url" or edit["image"].kind == "url":
+            return
+        check_mask(mask, edit["image"])
+
     @canonical_edge
     async def agenerate(
         self, input: EditInput, num_generations: int = 1, **kwargs: Any
@@ -82,6 +95,8 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         input = request.input
         engine = await self._aengine()
         params = dict(request.settings)
+        options = split_request_options(params, type(self).__name__)
+        params.update(options.body)  # the SDK sends extra_body's keys as form fields too
         for key in _RESERVED:
             params.pop(key, None)
         if self.model.startswith("gpt-image"):
@@ -111,7 +126,7 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         counts = [min(per, total - start) for start in range(0, total, per)]
         return await gather_generations(
             type(self).__name__,
-            [(count, self._request(engine, fields, count)) for count in counts],
+            [(count, self._request(engine, fields, count, options)) for count in counts],
         )
 
     async def _request(
@@ -119,6 +134,7 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
         engine: RequestEngine,
         fields: Callable[[], Awaitable[list[tuple[str, str | FilePart]]]],
         n: int,
+        options: RequestOptions,
     ) -> list[Generation]:
         boundary = new_boundary()
 
@@ -126,10 +142,11 @@ class OpenAIImageEditing(RemoteModel, AsyncImageEditingModel):
             return encode_multipart([*await fields(), ("n", str(n))], boundary)[0]
 
         content_type = f"multipart/form-data; boundary={boundary}"
-        url = f"{self.base_url.rstrip('/')}/images/edits"
+        url = options.url(f"{self.base_url.rstrip('/')}/images/edits")
+        headers = {**(self._request_auth or {}), **options.headers}
         error: Exception
         try:
-            raw, _ = await engine.post_body(url, body, content_type, headers=self._request_auth)
+            raw, _ = await engine.post_body(url, body, content_type, headers=headers or None)
         except RequestError as exc:
             error = self._scrub(exc)
         except ModelUnavailableError as exc:  # a dead server: the run's problem, named

@@ -25,6 +25,7 @@ from pixtill.models.remote import (
     resolve_secret,
 )
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import RequestOptions, split_request_options
 from pixtill.models.results import Generation, ModelResult, ResultError
 from pixtill.models.transport import RequestEngine
 from pixtill.utils.b64 import encode_b64
@@ -39,6 +40,7 @@ __all__ = [
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RESERVED = ("model", "prompt", "n")
+_NO_OPTIONS = RequestOptions()
 
 
 def image_b64_from_bytes(data: bytes, backend: str, what: str = "the response") -> str:
@@ -104,7 +106,9 @@ async def gather_generations(
 class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
     """Text-to-image with OpenAI's Images API (DALL·E, gpt-image) or a compatible server.
 
-    ``generation_kwargs`` go into the request (``size``, ``quality``, ``style``, ...). Images come
+    ``generation_kwargs`` go into the request (``size``, ``quality``, ``style``, ...), except the
+    SDK's ``extra_headers`` (HTTP headers), ``extra_query`` (URL query parameters) and
+    ``extra_body`` (body fields), sent as the SDK sends them (`split_request_options`). Images come
     back as base64 (``response_format="b64_json"``, which gpt-image models always use); with
     ``generation_kwargs={"response_format": "url"}`` the server answers with URLs, which are
     fetched (with ``fetch_timeout`` and ``max_image_bytes``) and converted to base64, without the
@@ -181,6 +185,7 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
             raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {prompt!r}")
         params = dict(request.settings)
         check_openai_image_params(type(self).__name__, self.model, params)
+        options = split_request_options(params, type(self).__name__)
         for key in _RESERVED:
             params.pop(key, None)
         if self.model.startswith("gpt-image"):
@@ -191,16 +196,32 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         per, total = self.n_per_request, request.n
         counts = [min(per, total - start) for start in range(0, total, per)]
         send = self._request if self._aclient is None else self._sdk_request
+        # Without options the call keeps its three arguments (a request stand-in may take three).
+        extra = (options,) if options != _NO_OPTIONS else ()
         engine = await self._aengine()
         return await gather_generations(
-            type(self).__name__, [(count, send(engine, payload, count)) for count in counts]
+            type(self).__name__,
+            [(count, send(engine, payload, count, *extra)) for count in counts],
         )
 
     async def _sdk_request(
-        self, engine: RequestEngine, payload: dict[str, Any], n: int
+        self,
+        engine: RequestEngine,
+        payload: dict[str, Any],
+        n: int,
+        options: RequestOptions = _NO_OPTIONS,
     ) -> list[Generation]:
         """One request through the SDK client in ``_aclient``; URLs are fetched as usual."""
-        response = await self._aclient.images.generate(**payload, n=n)
+        sdk_options = {  # handed back to the SDK, which sends them itself
+            name: value
+            for name, value in (
+                ("extra_headers", options.headers),
+                ("extra_query", options.query),
+                ("extra_body", options.body),
+            )
+            if value
+        }
+        response = await self._aclient.images.generate(**payload, n=n, **sdk_options)
         data = [
             {"b64_json": getattr(item, "b64_json", None), "url": getattr(item, "url", None)}
             for item in getattr(response, "data", None) or []
@@ -209,10 +230,16 @@ class OpenAIImageGeneration(RemoteModel, AsyncImageGenerationModel):
         return [Generation.of_image(image) for image in images]
 
     async def _request(
-        self, engine: RequestEngine, payload: dict[str, Any], n: int
+        self,
+        engine: RequestEngine,
+        payload: dict[str, Any],
+        n: int,
+        options: RequestOptions = _NO_OPTIONS,
     ) -> list[Generation]:
-        url = f"{self.base_url.rstrip('/')}/images/generations"
-        body = await self._post_json(engine, url, {**payload, "n": n}, headers=self._request_auth)
+        url = options.url(f"{self.base_url.rstrip('/')}/images/generations")
+        headers = {**(self._request_auth or {}), **options.headers}
+        payload = {**payload, **options.body, "n": n}
+        body = await self._post_json(engine, url, payload, headers=headers or None)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or not data:
             raise InvalidResponseError(

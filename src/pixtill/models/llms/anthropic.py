@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
+from pixtill.models.build_once import once
 from pixtill.models.llms._wire import (
     Choice,
     anthropic_messages,
@@ -18,7 +19,6 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    once,
     resolve_secret,
 )
 from pixtill.models.request import ModelRequest, canonical_edge

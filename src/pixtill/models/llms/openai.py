@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
+from pixtill.models.build_once import once
 from pixtill.models.llms._wire import (
     Choice,
     fan_out,
@@ -26,7 +27,6 @@ from pixtill.models.remote import (
     RemoteModel,
     SecretField,
     excerpt,
-    once,
     resolve_secret,
 )
 from pixtill.models.request import ModelRequest, canonical_edge

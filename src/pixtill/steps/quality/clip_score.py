@@ -23,6 +23,7 @@ from pixtill.models.torch_support import (
     resolve_device,
     resolve_dtype,
 )
+from pixtill.run_report import INPUT_KIND
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.typing import StepColumns, StepOutput
@@ -163,8 +164,11 @@ class CLIPScore(Step):
         out = []
         for index, row in enumerate(inputs):
             if index in errors:
+                error = errors[index]  # all of them the row's own input (scoring raises)
                 out.append(
-                    failed_row(row, step=self.name, error=errors[index], outputs=[SCORE_COLUMN])
+                    failed_row(
+                        row, step=self.name, error=error, kind=INPUT_KIND, outputs=[SCORE_COLUMN]
+                    )
                 )
             else:
                 out.append({**row, SCORE_COLUMN: scores.get(index)})

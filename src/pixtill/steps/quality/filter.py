@@ -19,6 +19,7 @@ from typing import Any, Union
 from pydantic import Field, PrivateAttr, field_validator
 
 from pixtill.errors import RowError
+from pixtill.run_report import INPUT_KIND
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.quality.conditions import Condition
@@ -88,7 +89,7 @@ class FilterRows(Step):
                     check_metadata(row, self.name, index)
                 except RowError as exc:  # a metadata value that is not a dict: say so
                     self._logger.warning("%s", exc)
-                    failed = failed_row(row, step=self.name, error=str(exc))
+                    failed = failed_row(row, step=self.name, error=str(exc), kind=INPUT_KIND)
                     out.append({**failed, KEPT_COLUMN: False, REASON_COLUMN: str(exc)})
                     continue
             reason = self.reason(row)

@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr
 
 from pixtill.errors import RowError, locate
 from pixtill.images import ImageError, ImageRef
+from pixtill.run_report import INPUT_KIND, MODEL_KIND
 from pixtill.steps.base import Step, StepInput
 from pixtill.steps.metadata import check_metadata, failed_row
 from pixtill.steps.typing import StepColumns, StepOutput
@@ -167,16 +168,20 @@ class OCR(Step):
         for index, row in enumerate(inputs):
             new = dict(row)
             error: str | None = None
+            kind = INPUT_KIND  # until the image is decoded, a failure is the row's
             try:
                 check_metadata(row, self.name, index)
-                text, confidence = self.read(row["image"])
+                picture = ImageRef.from_value(row["image"]).to_pil()
+                kind = MODEL_KIND
+                text, confidence = self.read(picture)
             except RowError as exc:
                 error = str(exc)
             except (ImageError, OSError, ValueError) as exc:
                 error = locate(str(exc), step=self.name, row=index, column="image")
             if error is not None:
                 self._logger.warning("%s", error)
-                out.append(failed_row(row, step=self.name, error=error, outputs=self.get_outputs()))
+                outputs = self.get_outputs()
+                out.append(failed_row(row, step=self.name, error=error, kind=kind, outputs=outputs))
                 continue
             new[TEXT_COLUMN], new[CONFIDENCE_COLUMN] = text, confidence
             if self.score_prompt_text:

@@ -100,6 +100,7 @@ class ImageEditing(_Task):
         edit: EditInput = {"prompt": prompt, "image": self._image(input, "image")}
         if self.use_mask:
             edit["mask"] = None if input.get("mask") is None else self._image(input, "mask")
+        self.model.check_edit(edit)  # what this model's API would refuse (a mask's size)
         return edit
 
     def _image(self, input: dict[str, Any], column: str) -> ImageRef:

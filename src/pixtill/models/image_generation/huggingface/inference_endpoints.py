@@ -19,6 +19,7 @@ from pixtill.models.image_generation.openai import gather_generations, image_b64
 from pixtill.models.image_generation.params import check_hf_text_to_image_params
 from pixtill.models.remote import InvalidResponseError, excerpt
 from pixtill.models.request import ModelRequest, canonical_edge
+from pixtill.models.request_options import split_request_options
 from pixtill.models.results import Generation, ModelResult
 from pixtill.models.transport import RequestEngine
 
@@ -37,8 +38,10 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
     POST to). Token as for `InferenceEndpointsLLM`.
 
     ``generation_kwargs`` (``negative_prompt``, ``width``, ``height``, ``num_inference_steps``,
-    ``guidance_scale``, ``seed``, ...) go into ``parameters``; unset ones are left out. The
-    answer is raw image bytes (a JSON body holding a base64 image is understood too).
+    ``guidance_scale``, ``seed``, ...) go into ``parameters``; unset ones are left out.
+    ``extra_body``'s keys join ``parameters`` (as in huggingface_hub); ``extra_headers`` are
+    HTTP headers and ``extra_query`` URL query parameters. The answer is raw image bytes (a
+    JSON body holding a base64 image is understood too).
     ``num_generations`` are separate requests; with a ``seed``, generation ``k`` uses
     ``seed + k`` so the images differ and stay reproducible. Without a seed the server's cache
     is bypassed so the images differ.
@@ -80,12 +83,15 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
             raise ValueError(f"{type(self).__name__}: the prompt must be a string, got {prompt!r}")
         parameters = dict(request.settings)
         check_hf_text_to_image_params(type(self).__name__, parameters)
+        options = split_request_options(parameters, type(self).__name__)
+        # As huggingface_hub's ``extra_body``: provider parameters, sent in ``parameters``.
+        parameters.update(options.body)
         engine = await self._aengine()
         seed = parameters.get("seed")
-        url = self._task_url()
-        headers = None
+        url = options.url(self._task_url())
+        headers = dict(options.headers)
         if request.n > 1 and seed is None:
-            headers = {"x-use-cache": "false"}  # identical requests would get one cached image
+            headers["x-use-cache"] = "false"  # identical requests would get one cached image
 
         async def one(k: int) -> list[Generation]:
             params = parameters
@@ -94,7 +100,7 @@ class InferenceEndpointsImageGeneration(HuggingFaceLocation, AsyncImageGeneratio
             payload: dict[str, Any] = {"inputs": prompt}
             if params:
                 payload["parameters"] = params
-            return [await self._request(engine, url, payload, headers)]
+            return [await self._request(engine, url, payload, headers or None)]
 
         return await gather_generations(
             type(self).__name__, [(1, one(k)) for k in range(request.n)]
