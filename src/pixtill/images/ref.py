@@ -23,17 +23,12 @@ from pixtill.images.decode import (
     sniff_format,
 )
 from pixtill.images.encode import encode_image, mime_type, normalize_format, same_format
-from pixtill.images.errors import (
-    ImageDecodeError,
-    ImageError,
-    ImageNotFoundError,
-    preview,
-    short,
-)
+from pixtill.images.errors import ImageDecodeError, ImageError, ImageNotFoundError, preview, short
 from pixtill.images.fetch import fetch_url, fetch_url_sync
 from pixtill.images.modes import needs_preparation, oriented, prepare_pil, resized
 from pixtill.images.resize import ResizePolicy
 from pixtill.utils.b64 import encode_b64
+from pixtill.utils.png import plain_png_size
 
 ImageType = Literal["url", "base64", "PIL", "path", "auto"]
 ImageKind = Literal["url", "path", "bytes", "pil"]
@@ -291,9 +286,14 @@ class ImageRef:
         and EXIF only (no pixels); checks the pixel limit. Raises `ImageError` like `size`."""
         if self._prepare is not None:
             return self._prepare
+        plain = None if self._data is None else plain_png_size(self._data)
         if self._image is not None:
             check_pixels(self._image.size, self.max_pixels)
             prepare = needs_preparation(self._image)
+        elif plain is not None:  # the common case, without Pillow's header parser
+            self._header = ("PNG", plain)
+            check_pixels(plain, self.max_pixels)
+            prepare = False
         else:
             with self._open_source() as fp:
                 header = open_image(fp)

@@ -163,3 +163,88 @@ def test_a_streaming_hub_dataset_is_cut_by_shard(tmp_path: Path) -> None:
         assert {n // SHARD_STRIDE for n in seen} <= ({0, 1} if rank == 0 else {0, 1, 2, 3})
         step.unload()
     assert [seen[n] for n in sorted(seen)] == ROWS
+
+
+def _hub_rank_rows(
+    repo: str | Path, rank: int, world_size: int, cache: Path, **kwargs: Any
+) -> list[tuple[int, dict[str, Any]]]:
+    step = LoadDataFromHub(repo_id=str(repo), batch_size=4, cache_dir=cache, **kwargs)
+    step.plan_shard(rank, world_size)
+    step.load()
+    try:
+        return [
+            (n, row)
+            for numbers, rows, _ in step.process_shard(rank, world_size)
+            for n, row in zip(numbers, rows)
+        ]
+    finally:
+        step.unload()
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 7])
+def test_a_prepared_hub_split_of_parquet_files_is_cut_by_row_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world_size: int
+) -> None:
+    # A local folder laid out like a Hub dataset repository (no download).
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    for k, path in enumerate(_parquet_files(tmp_path)):
+        path.rename(tmp_path / "repo" / "data" / f"train-{k:05d}-of-00003.parquet")
+    reads: list[str] = []
+    real_open = file_shards.open_file
+
+    def counting_open(path: str, storage_options: Any) -> Any:
+        reads.append(Path(path).name)
+        return real_open(path, storage_options)
+
+    monkeypatch.setattr(file_shards, "open_file", counting_open)
+    seen: dict[int, dict[str, Any]] = {}
+    for rank in range(world_size):
+        pairs = _hub_rank_rows(tmp_path / "repo", rank, world_size, tmp_path / "c")
+        for n, row in pairs:
+            assert n not in seen
+            seen[n] = row
+    assert sorted(seen) == list(range(30))  # the unsharded positions, from the footers
+    assert [seen[n] for n in range(30)] == ROWS
+    # Footers: 3 files per rank at load; then each of the 7 row groups with rows read once.
+    assert len(reads) == 3 * world_size + 7
+    assert not list((tmp_path / "c").rglob("*.arrow"))  # no rank prepared the split
+
+
+def test_a_prepared_hub_split_of_json_lines_is_cut_by_file(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    files = _jsonl_files(tmp_path / "repo")
+    seen: dict[int, dict[str, Any]] = {}
+    for rank in range(2):
+        own = files[:2] if rank == 0 else files[2:]
+        hidden = {f: f.read_bytes() for f in files if f not in own}
+        step = LoadDataFromHub(
+            repo_id="json", data_files=[str(f) for f in files], cache_dir=tmp_path / "c"
+        )
+        step.plan_shard(rank, 2)
+        step.load()
+        for f in hidden:  # reading another rank's file would fail
+            f.unlink()
+        try:
+            for numbers, rows, _ in step.process_shard(rank, 2):
+                for n, row in zip(numbers, rows):
+                    assert n not in seen
+                    seen[n] = row
+        finally:
+            step.unload()
+            for f, data in hidden.items():
+                f.write_bytes(data)
+    assert [seen[n] for n in sorted(seen)] == ROWS
+    assert {n // SHARD_STRIDE for n in seen} == {0, 1, 2, 3}
+    assert not list((tmp_path / "c").rglob("*.arrow"))
+
+
+def test_a_sliced_hub_split_is_prepared_and_cut_into_blocks(tmp_path: Path) -> None:
+    files = [str(f) for f in _jsonl_files(tmp_path)]
+    seen: dict[int, dict[str, Any]] = {}
+    for rank in range(3):
+        pairs = _hub_rank_rows(
+            "json", rank, 3, tmp_path / "c", split="train[:20]", data_files=files
+        )
+        seen.update(pairs)
+    assert sorted(seen) == list(range(20))
+    assert [seen[n] for n in range(20)] == ROWS[:20]
