@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import PrivateAttr
@@ -23,6 +23,7 @@ from pixtill.run_report import FailureWarnings
 from pixtill.steps.base import StepInput
 from pixtill.steps.metadata import METADATA_COLUMN, check_metadata
 from pixtill.steps.tasks.failures import failure_column, upstream_failure
+from pixtill.steps.tasks.prepare_offload import PrepareCost, PrepareThread, holds_pil_image
 from pixtill.steps.tasks.results import GenerationResult
 from pixtill.steps.tasks.task_outputs import _TaskOutputs
 from pixtill.steps.typing import Row, StepOutput
@@ -30,36 +31,11 @@ from pixtill.steps.typing import Row, StepOutput
 _WARNINGS_LOCK = threading.Lock()
 
 
-class _PrepareThread:
-    """One worker thread per step for `prepare_row` off the event loop: calls run one at a
-    time, in order (user code written for distilabel's `format_input` never expects two at
-    once), and never wait in the loop's default pool, where the models encode images to send.
-    A copy of the step (a replica, a pickled step) gets its own, started on first use."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-
-    def pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="pixtill-prepare")
-            return self._pool
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-
-    def __reduce__(self) -> tuple[type[_PrepareThread], tuple[()]]:
-        return (_PrepareThread, ())
-
-
 class _Task(_TaskOutputs):
     _failure_warnings: FailureWarnings | None = PrivateAttr(default=None)
-    _prepare_thread: _PrepareThread = PrivateAttr(default_factory=_PrepareThread)
+    _prepare_thread: PrepareThread = PrivateAttr(default_factory=PrepareThread)
     _prepares_images: bool | None = PrivateAttr(default=None)
+    _prepare_cost: PrepareCost = PrivateAttr(default_factory=lambda: PrepareCost())
     # distilabel's switch, set to True by the tasks that work on all rows at once
     # (``_can_be_used_with_offline_batch_generation = True`` in a subclass).
     _can_be_used_with_offline_batch_generation: bool = PrivateAttr(default=False)
@@ -152,13 +128,22 @@ class _Task(_TaskOutputs):
             raise RowError(f"{type(exc).__name__}: {exc}", step=self.name, row=index) from exc
 
     async def aprepare_row(self, row: Row, index: int) -> Any:
-        """`prepare_row` for the streaming path. A task that takes images runs it in a worker
-        thread, one call at a time: checking an image and building its data URL (a PIL image
-        is PNG-encoded there) take milliseconds that would otherwise stall the event loop and
-        every request in flight. A text-only task formats inline (no thread hop). The thread
-        ends at `unload`."""
+        """`prepare_row` for the streaming path. Formatting a row whose images are cheap to
+        check (encoded bytes, URLs, paths of plain PNGs) takes tens of microseconds, less than a
+        thread hop, so it runs inline; a row holding a PIL image (PNG-encoded for its data URL),
+        or any row of a step whose rows have proved slow to format (decoding, EXIF rotation,
+        resizing: see `PrepareCost`), runs in the step's worker thread, one call at a time,
+        so milliseconds of image work never stall the event loop and every request in flight.
+        A text-only task always formats inline. The thread ends at `unload`."""
         if not self._takes_images():
             return self.prepare_row(row, index)
+        cost = self._prepare_cost
+        if not cost.offload and not holds_pil_image(row, self.image_columns()):
+            started = time.perf_counter()
+            try:
+                return self.prepare_row(row, index)
+            finally:
+                cost.record(time.perf_counter() - started)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare_thread.pool(), self.prepare_row, row, index)
 
