@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from http_servers import serve
+from pixtill.cli import entry_point
 from pixtill.cli.entry_point import main
 from pixtill.cli.registry import COMMANDS, Command
 from pixtill.distiset import Distiset
@@ -174,3 +175,49 @@ def test_a_sigterm_stops_even_when_sigint_is_ignored(
         signal.signal(signal.SIGINT, previous)
     assert seen == []
     assert capsys.readouterr().err.strip() == "pixtill: interrupted (SIGTERM)"
+
+
+def test_a_step_stuck_in_a_worker_thread_exits_at_once_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A local model's batch in a worker thread cannot be cancelled: the trial run of a
+    diffusion model on 2 CPUs ignored SIGTERM for over 10 minutes. After the grace the
+    command exits at once (as a SIGKILL would), saying so."""
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    monkeypatch.setattr(entry_point, "_force_exit", fake_exit)
+    monkeypatch.setattr(entry_point, "STOP_GRACE_S", 0.0)
+
+    def stuck(args: argparse.Namespace) -> int:
+        with contextlib.suppress(KeyboardInterrupt):  # the worker thread does not see it
+            signal.raise_signal(signal.SIGTERM)
+        assert exited.wait(30)  # the real exit would end the process here
+        return 0
+
+    _main_with(stuck, monkeypatch)
+    assert codes == [143]
+    err = capsys.readouterr().err
+    assert "pixtill: interrupted (SIGTERM) and still busy 0 s later" in err
+    assert "stopped at once" in err
+
+
+def test_a_second_sigterm_exits_at_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    codes: list[int] = []
+    monkeypatch.setattr(entry_point, "_force_exit", codes.append)
+
+    def stuck(args: argparse.Namespace) -> int:
+        for _ in range(2):
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+        return 0
+
+    _main_with(stuck, monkeypatch)
+    assert codes == [143]
+    assert "interrupted (SIGTERM) and asked again: stopped at once" in capsys.readouterr().err

@@ -4,8 +4,10 @@ errors into one line on stderr and an exit code."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,10 @@ from contextlib import contextmanager
 from pixtill import __version__
 from pixtill.cli.registry import COMMANDS, EXIT_FAILED, EXIT_USAGE, UsageError
 from pixtill.errors import PixtillError
+
+STOP_GRACE_S = 10.0
+"""Seconds a stopped command may take to wind down (a local model's batch in a worker thread
+cannot be cut short) before it exits at once; a second SIGTERM does not wait."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command = COMMANDS[args.command]
     stopped_by: list[int] = []
+    resumable = args.command == "run" and not getattr(args, "no_cache", True)
+    hint = "; answered rows are cached: the same command resumes" if resumable else ""
     try:
-        with _terminate_as_interrupt(stopped_by):
+        with _terminate_as_interrupt(stopped_by, hint):
             code = command.handler(args)
         if not stopped_by:
             return code
@@ -53,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         # `__del__`, "Exception ignored"): the command ran on, but a stop was still asked for.
         raise KeyboardInterrupt
     except KeyboardInterrupt:
-        resumable = args.command == "run" and not getattr(args, "no_cache", True)
-        hint = "; answered rows are cached: the same command resumes" if resumable else ""
         print(f"pixtill: interrupted{' (SIGTERM)' if stopped_by else ''}{hint}", file=sys.stderr)
         return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     except UsageError as exc:
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _terminate_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
+def _terminate_as_interrupt(stopped_by: list[int], hint: str) -> Iterator[None]:
     """SIGTERM (``kill``, a scheduler's stop) stops a command as Ctrl-C does: workers are
     stopped, finished shards and cached answers stay, one line is printed. The previous
     handler comes back afterwards; outside the main thread nothing changes.
@@ -77,10 +83,29 @@ def _terminate_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
     be swallowed inside a weakref callback or a ``__del__``); the run stops its workers,
     keeps what it wrote and ends in `KeyboardInterrupt`. Elsewhere it is Python's default
     handler, which raises `KeyboardInterrupt`; should that one be swallowed, `main` still
-    sees the recorded request when the command returns, and exits 143."""
+    sees the recorded request when the command returns, and exits 143.
+
+    A step busy in a worker thread (a local model's batch: minutes for a diffusion model on a
+    CPU) cannot be cancelled, so the command exits at once `STOP_GRACE_S` seconds after the
+    first SIGTERM, or at a second one, as a SIGKILL would stop it: answered rows are in the
+    cache, and finished shards on disk (a resumed run skips both)."""
+    timers: list[threading.Timer] = []
+
+    def give_up(signum: int, why: str) -> None:
+        name = signal.Signals(signum).name
+        print(f"pixtill: interrupted ({name}) and {why}: stopped at once{hint}", file=sys.stderr)
+        _force_exit(128 + signum)
 
     def interrupt(signum: int, frame: object) -> None:
         stopped_by.append(signum)
+        if len(stopped_by) > 1:
+            give_up(signum, "asked again")
+            return
+        why = f"still busy {STOP_GRACE_S:g} s later (a local model cannot stop mid-batch)"
+        timer = threading.Timer(STOP_GRACE_S, give_up, args=(signum, why))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
         on_sigint = signal.getsignal(signal.SIGINT)
         if callable(on_sigint):
             on_sigint(signal.SIGINT, frame)  # type: ignore[arg-type]
@@ -95,7 +120,17 @@ def _terminate_as_interrupt(stopped_by: list[int]) -> Iterator[None]:
     try:
         yield
     finally:
+        for timer in timers:
+            timer.cancel()
         signal.signal(signal.SIGTERM, previous)
+
+
+def _force_exit(code: int) -> None:
+    """Exit now, without unwinding the threads still busy (os._exit: the way out of a
+    blocked worker); the output written so far is flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _report(
