@@ -19,7 +19,7 @@ Idea: NeMo Data Designer's request/response dataclasses at its model-client edge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -67,10 +67,22 @@ class ModelRequest(Generic[InputT]):
         """The request of distilabel's ``generate(..., num_generations, **kwargs)`` call:
         ``kwargs`` over the model's ``defaults`` (its ``generation_kwargs``), ``None`` values
         dropped, ``structured_output`` lifted out of them."""
+        return cls.of_calls([input], num_generations, kwargs, defaults)[0]
+
+    @classmethod
+    def of_calls(
+        cls,
+        inputs: Sequence[InputT],
+        num_generations: int,
+        kwargs: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+    ) -> list[ModelRequest[InputT]]:
+        """One request per input of a batched ``generate(inputs, num_generations, **kwargs)``
+        call, as `of_call` makes them; the settings are merged once and shared (read-only)."""
         settings = {**(defaults or {}), **kwargs}
         spec = settings.pop("structured_output", None)
         kept = {k: v for k, v in settings.items() if v is not None}
-        return cls(input, num_generations, kept, spec)
+        return [cls(item, num_generations, kept, spec) for item in inputs]
 
     def call_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of distilabel's ``generate`` for this request (the settings,

@@ -113,10 +113,7 @@ class DiffusersImageEditing(ImageEditingModel):
     def generate(
         self, inputs: list[EditInput], num_generations: int = 1, **kwargs: Any
     ) -> list[list[ImageGenerationOutput]]:
-        requests = [
-            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
-            for item in inputs
-        ]
+        requests = ModelRequest.of_calls(inputs, num_generations, kwargs, self.generation_kwargs)
         return [result.to_image_outputs() for result in self._generate_results(requests)]
 
     def _generate_results(self, requests: Sequence[ModelRequest[EditInput]]) -> list[ModelResult]:

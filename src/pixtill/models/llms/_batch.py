@@ -163,10 +163,7 @@ class BatchLLM(RemoteModel, AsyncBridge, LLM):
         (the batches go on; run again to collect them) and `RequestError` when the provider
         cannot be reached.
         """
-        requests = [
-            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
-            for item in inputs
-        ]
+        requests = ModelRequest.of_calls(inputs, num_generations, kwargs, self.generation_kwargs)
         return [result.to_generate_output() for result in self._generate_results(requests)]
 
     def forget_collected_batches(self) -> int:

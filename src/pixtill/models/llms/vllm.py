@@ -169,10 +169,7 @@ class vLLM(LLM):  # the class name users know from distilabel
         """One `GenerateOutput` per input (see `_generate_results`)."""
         if num_generations < 1:
             raise ValueError(f"num_generations must be at least 1, got {num_generations}")
-        requests = [
-            ModelRequest.of_call(item, num_generations, kwargs, self.generation_kwargs)
-            for item in inputs
-        ]
+        requests = ModelRequest.of_calls(inputs, num_generations, kwargs, self.generation_kwargs)
         return [result.to_generate_output() for result in self._generate_results(requests)]
 
     def _generate_results(
